@@ -1,0 +1,35 @@
+"""Domain errors. The CLI turns each into a one-line message and exit status 1."""
+
+from __future__ import annotations
+
+
+class QueueError(Exception):
+    """Base class of every error a user can act on."""
+
+
+class JobNotFound(QueueError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class DuplicateJob(QueueError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"a job with id {job_id!r} already exists")
+        self.job_id = job_id
+
+
+class InvalidTransition(QueueError):
+    """The job is in a state that does not allow the requested change."""
+
+
+class StoreError(QueueError):
+    """The store cannot be used: missing, unreadable, read-only, locked or corrupt."""
+
+
+class StoreBusy(StoreError):
+    """Another process held the store's write lock for longer than we wait."""
+
+
+class LeaseLost(QueueError):
+    """A worker tried to act on a run it no longer holds (fencing)."""

@@ -1,0 +1,367 @@
+"""Jobs, their states, spec validation and the pure rules that decide what happens next.
+
+Nothing here touches a database, a clock or a process: every function takes what it needs and
+returns values, so the rules can be tested exhaustively on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+MAX_ID_LENGTH = 200
+MAX_QUEUE_LENGTH = 200
+# SQLite and PostgreSQL both store 64-bit signed integers; larger values would fail deep inside.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+DEFAULT_QUEUE = "default"
+
+
+class JobState(str, Enum):
+    """Where a job is in its life; see SPEC §3."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATES = tuple(state.value for state in JobState)
+FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELED})
+
+
+class Outcome(str, Enum):
+    """How one run ended: the distinctions a user needs when reading `show` and `logs`."""
+
+    EXITED = "exited"  # the command ran and exited with a code (0 or not)
+    NOT_STARTED = "not_started"  # the shell could not be started at all
+    TIMED_OUT = "timed_out"
+    KILLED = "killed"  # killed by a signal, or by a worker forced to stop
+    CANCELED = "canceled"
+    LOST = "lost"  # the worker went silent and its lease expired
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SpecError(ValueError):
+    """A job spec that cannot be accepted; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated request to enqueue one job, with every default already filled in."""
+
+    id: str
+    command: str
+    max_retries: int
+    priority: int
+    queue: str
+    timeout: float
+    run_at: float | None  # epoch seconds; None means "now" in the store's clock
+    delay: float  # seconds after the store's "now"; used when run_at is None
+
+
+@dataclass
+class Run:
+    """One attempt at running a job, as kept in the run history."""
+
+    run_id: int
+    attempt: int
+    worker_id: str
+    host: str
+    started_at: float
+    finished_at: float | None = None
+    outcome: str | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    output_tail: str = ""
+    log_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "worker_id": self.worker_id,
+            "host": self.host,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "outcome": self.outcome,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "log_path": self.log_path,
+        }
+
+
+@dataclass
+class Job:
+    """A job as stored; times are epoch seconds (UTC)."""
+
+    id: str
+    command: str
+    state: JobState
+    attempts: int
+    max_retries: int
+    priority: int
+    queue: str
+    run_at: float
+    timeout: float
+    created_at: float
+    updated_at: float
+    exit_code: int | None = None
+    last_error: str | None = None
+    worker_id: str | None = None
+    lease_until: float | None = None
+    runs: list[Run] = field(default_factory=list)
+
+    def to_dict(self, with_runs: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "command": self.command,
+            "state": str(self.state),
+            "attempts": self.attempts,
+            "max_retries": self.max_retries,
+            "priority": self.priority,
+            "queue": self.queue,
+            "run_at": iso(self.run_at),
+            "timeout": self.timeout,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "exit_code": self.exit_code,
+            "last_error": self.last_error,
+            "worker_id": self.worker_id,
+        }
+        if with_runs:
+            data["runs"] = [run.to_dict() for run in self.runs]
+        return data
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on one run of a job: the fencing token for heartbeat and finish."""
+
+    job: Job
+    worker_id: str
+    attempt: int
+    run_id: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What the runner reports about one finished run."""
+
+    outcome: Outcome
+    exit_code: int | None
+    error: str | None
+    output_tail: str = ""
+    log_path: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is Outcome.EXITED and self.exit_code == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure rules
+
+
+def backoff_delay(retry: int, base: float, cap: float) -> float:
+    """Seconds to wait before retry number `retry` (1, 2, …): min(cap, base ** retry)."""
+    if retry < 1:
+        return 0.0
+    try:
+        delay = float(base) ** retry
+    except OverflowError:
+        return float(cap)
+    return min(float(cap), delay)
+
+
+def retry_delay(attempts: int, max_retries: int, base: float, cap: float) -> float | None:
+    """After a failed run, seconds until the next try, or None when the job is now dead.
+
+    `attempts` counts runs started so far (the one that just failed included), so the retry
+    about to be scheduled is number `attempts`, and a job may run `max_retries + 1` times.
+    """
+    if attempts > max_retries:
+        return None
+    return backoff_delay(attempts, base, cap)
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec parsing and validation
+
+SPEC_FIELDS = ("id", "command", "max_retries", "priority", "queue", "run_at", "delay", "timeout")
+
+
+def log_file_name(job_id: str, run_id: int) -> str:
+    """The log file of one run. Ids are untrusted: only [A-Za-z0-9_-] survive (no dots, no
+    separators, so never `..` or a path), and the run id keeps names unique."""
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-") else "_" for ch in job_id)
+    return f"{safe[:64]}.{run_id}.log"
+
+
+def new_job_id() -> str:
+    """A random id: 64 bits, so collisions stay negligible at millions of jobs."""
+    return secrets.token_hex(8)
+
+
+def check_name(value: Any, what: str, max_length: int) -> str:
+    """Validate an id or queue name: untrusted text that must stay printable and bounded."""
+    if not isinstance(value, str):
+        raise SpecError(f"{what} must be a string, got {type_name(value)}")
+    if not value:
+        raise SpecError(f"{what} must not be empty")
+    if len(value) > max_length:
+        raise SpecError(f"{what} is {len(value)} characters long; the limit is {max_length}")
+    if any(is_control(ch) for ch in value):
+        raise SpecError(f"{what} must not contain control characters")
+    return value
+
+
+def is_control(ch: str) -> bool:
+    code = ord(ch)
+    return code < 32 or 127 <= code < 160 or ch in "\u2028\u2029"
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def check_int(value: Any, what: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{what} must be an integer, got {type_name(value)}")
+    low = INT64_MIN if minimum is None else minimum
+    if value < low:
+        raise SpecError(f"{what} must be at least {low}, got {value}")
+    if value > INT64_MAX:
+        raise SpecError(f"{what} is too large")
+    return value
+
+
+def check_seconds(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{what} must be a number of seconds, got {type_name(value)}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise SpecError(f"{what} must be a finite number")
+    if number < 0:
+        raise SpecError(f"{what} must be at least 0, got {value}")
+    if number > 10**10:
+        raise SpecError(f"{what} is too large")
+    return number
+
+
+def parse_time(value: Any, what: str = "run_at") -> float:
+    """Parse an ISO-8601 time into epoch seconds; a time without an offset is taken as UTC."""
+    if not isinstance(value, str):
+        raise SpecError(f"{what} must be an ISO-8601 time string, got {type_name(value)}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SpecError(f"{what} is not an ISO-8601 time: {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def iso(epoch: float | None) -> str | None:
+    """Epoch seconds to ISO-8601 UTC with millisecond precision, e.g. 2026-01-02T03:04:05.678Z."""
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def reject_constant(name: str) -> Any:
+    raise SpecError(f"{name} is not a valid JSON number")
+
+
+def parse_spec_json(text: str) -> dict[str, Any]:
+    """Decode one JSON job spec; NaN and Infinity are refused (they are not JSON)."""
+    try:
+        data = json.loads(text, parse_constant=reject_constant)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise SpecError("invalid JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"a job spec must be a JSON object, got {type_name(data)}")
+    return data
+
+
+def build_spec(data: dict[str, Any], defaults: dict[str, Any]) -> JobSpec:
+    """Validate a decoded spec and fill in defaults (copied now, so later config changes
+    do not change queued jobs).
+
+    `defaults` holds the config values in effect: `max-retries` and `job-timeout`.
+    """
+    unknown = sorted(key for key in data if key not in SPEC_FIELDS)
+    if unknown:
+        names = ", ".join(repr(key) for key in unknown)
+        allowed = ", ".join(SPEC_FIELDS)
+        raise SpecError(f"unknown field {names} (allowed: {allowed})")
+    if "command" not in data:
+        raise SpecError("missing required field 'command'")
+    command = data["command"]
+    if not isinstance(command, str):
+        raise SpecError(f"command must be a string, got {type_name(command)}")
+    if not command.strip():
+        raise SpecError("command must not be empty")
+    if "\x00" in command:
+        raise SpecError("command must not contain NUL characters")
+
+    job_id = data.get("id")
+    job_id = new_job_id() if job_id is None else check_name(job_id, "id", MAX_ID_LENGTH)
+    queue = data.get("queue")
+    queue = DEFAULT_QUEUE if queue is None else check_name(queue, "queue", MAX_QUEUE_LENGTH)
+
+    max_retries = data.get("max_retries")
+    if max_retries is None:
+        max_retries = defaults["max-retries"]
+    max_retries = check_int(max_retries, "max_retries", minimum=0)
+    priority = data.get("priority")
+    priority = 0 if priority is None else check_int(priority, "priority")
+    timeout = data.get("timeout")
+    timeout = defaults["job-timeout"] if timeout is None else timeout
+    timeout = check_seconds(timeout, "timeout")
+
+    run_at = data.get("run_at")
+    delay = data.get("delay")
+    if run_at is not None and delay is not None:
+        raise SpecError("give either run_at or delay, not both")
+    run_at_epoch = None if run_at is None else parse_time(run_at, "run_at")
+    delay_seconds = 0.0 if delay is None else check_seconds(delay, "delay")
+
+    return JobSpec(
+        id=job_id,
+        command=command,
+        max_retries=max_retries,
+        priority=priority,
+        queue=queue,
+        timeout=timeout,
+        run_at=run_at_epoch,
+        delay=delay_seconds,
+    )

@@ -1,0 +1,184 @@
+"""The store interface and `open_store(target)`.
+
+Every method of a store is one transaction. Backends only supply a connection and SQL;
+the queue and worker code never know which one they talk to.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import StoreError
+from ..models import Claim, Job, JobSpec, JobState, Run, RunResult
+
+# A CLI call waits this long for a locked store (SPEC §5); tests may shorten it.
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    last_heartbeat: float
+    current_job: str | None
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The store's answer to a heartbeat: do we still hold our run, and should we stop?"""
+
+    held: bool
+    stop_requested: bool
+
+
+# Called with (attempts, max_retries); returns the delay before the retry, or None for dead.
+RetryPolicy = Callable[[int, int], "float | None"]
+
+
+class Store(Protocol):
+    """What the queue and the workers need from a backend.
+
+    Times are epoch seconds in the store's own clock (`now()`), so that on PostgreSQL every
+    host agrees on time. Claims are fenced: `heartbeat`, `complete` and `fail` only act while
+    the job is still `processing` under the same worker and attempt.
+    """
+
+    description: str  # what `status` prints as the store in use
+    target: str  # what another process passes to open_store to reach the same store
+    log_dir: Path  # where run output files go
+
+    def close(self) -> None: ...
+
+    def now(self) -> float:
+        """The store's current time."""
+
+    def add(self, specs: Sequence[JobSpec]) -> list[str]:
+        """Insert jobs in one transaction; DuplicateJob (nothing written) if any id exists."""
+
+    def get(self, job_id: str, with_runs: bool = False) -> Job:
+        """One job (with its run history if asked); JobNotFound if there is none."""
+
+    def list_jobs(
+        self, state: str | None = None, queue: str | None = None, limit: int | None = None
+    ) -> list[Job]:
+        """Jobs in insertion order, optionally filtered; `limit` None means all."""
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs in each state, every state present."""
+
+    def runs(self, job_id: str) -> list[Run]:
+        """The run history of one job, oldest first; JobNotFound if there is none."""
+
+    def claim(
+        self, worker_id: str, host: str, queues: Sequence[str] | None, lease_seconds: float
+    ) -> Claim | None:
+        """Atomically take the best ready job: highest priority, then earliest run_at, then
+        oldest. Marks it processing, counts the attempt, opens a run. None if nothing is ready."""
+
+    def heartbeat(self, worker_id: str, lease_seconds: float, claim: Claim | None) -> Heartbeat:
+        """Keep the worker alive in the registry and extend the claim's lease if still held."""
+
+    def set_run_pid(self, claim: Claim, pid: int) -> None:
+        """Remember the process group of a run, so a crashed worker's command can be killed."""
+
+    def complete(self, claim: Claim, result: RunResult) -> bool:
+        """Record a successful run; False if the claim was no longer held (fenced)."""
+
+    def fail(self, claim: Claim, result: RunResult, retry_delay: float | None) -> bool:
+        """Record a failed run: `failed` with run_at = now + retry_delay, or `dead` when None.
+        False if the claim was no longer held (the run is still recorded)."""
+
+    def rescue_expired(self, policy: RetryPolicy, lease_seconds: float) -> list[str]:
+        """Requeue (or bury) jobs whose lease expired, as failed runs, and forget workers
+        silent for longer than `lease_seconds`. Returns the ids of the jobs requeued."""
+
+    def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
+        """dead -> pending with attempts 0, due now; all dead jobs when `job_ids` is None.
+        JobNotFound / InvalidTransition (nothing changed) if any listed job is not dead."""
+
+    def cancel(self, job_id: str) -> JobState:
+        """Cancel a pending, failed or processing job; returns the state it was in."""
+
+    def config_items(self) -> dict[str, str]: ...
+
+    def config_set(self, key: str, value: str) -> None: ...
+
+    def config_unset(self, key: str) -> bool: ...
+
+    def register_worker(self, worker_id: str, host: str, pid: int) -> None: ...
+
+    def unregister_worker(self, worker_id: str) -> None: ...
+
+    def live_workers(self, lease_seconds: float) -> list[WorkerInfo]:
+        """Workers that heartbeat within the last `lease_seconds`."""
+
+    def request_stop(self, lease_seconds: float) -> list[str]:
+        """Ask every live worker to stop gracefully; returns their ids."""
+
+    def next_run_at(self, queues: Sequence[str] | None) -> float | None:
+        """When the earliest waiting job becomes due, or None if there is none."""
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block up to `timeout` seconds, returning early when the store may have new work."""
+
+
+def resolve_target(target: str | None) -> str:
+    """The store target in effect: --db, then QUEUECTL_DB, then the per-user default."""
+    if target:
+        return target
+    if os.environ.get("QUEUECTL_DB"):
+        return os.environ["QUEUECTL_DB"]
+    return str(default_path())
+
+
+def default_path() -> Path:
+    import click  # already imported by the CLI; only here for the app-dir rule
+
+    return Path(click.get_app_dir("queuectl")) / "queuectl.db"
+
+
+def is_postgres(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(target: str) -> Path:
+    """A file path from TARGET: a plain path or sqlite:///relative / sqlite:////absolute."""
+    if target.startswith("sqlite://"):
+        rest = target[len("sqlite://") :]
+        if not rest.startswith("/"):
+            raise StoreError(f"bad SQLite URL {target!r}: use sqlite:///relative or sqlite:////abs")
+        rest = rest[1:]
+        if not rest:
+            raise StoreError(f"bad SQLite URL {target!r}: no file name")
+        return Path(rest)
+    return Path(target).expanduser()
+
+
+def busy_timeout() -> float:
+    text = os.environ.get("QUEUECTL_BUSY_TIMEOUT")
+    try:
+        return float(text) if text else DEFAULT_BUSY_TIMEOUT
+    except ValueError:
+        raise StoreError(
+            f"QUEUECTL_BUSY_TIMEOUT must be a number of seconds, got {text!r}"
+        ) from None
+
+
+def open_store(target: str | None = None, clock: Callable[[], float] | None = None) -> Store:
+    """Open (creating if needed) the store that TARGET names."""
+    resolved = resolve_target(target)
+    if is_postgres(resolved):
+        from .postgres import PostgresStore
+
+        return PostgresStore(resolved, busy_timeout=busy_timeout())
+    from .sqlite import SQLiteStore
+
+    path = sqlite_path(resolved)
+    create_parent = target is None and not os.environ.get("QUEUECTL_DB")
+    return SQLiteStore(path, busy_timeout=busy_timeout(), clock=clock, create_parent=create_parent)

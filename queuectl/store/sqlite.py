@@ -1,0 +1,492 @@
+"""The embedded SQLite backend: one file, WAL mode, explicit BEGIN IMMEDIATE for every write.
+
+Why these choices: WAL lets readers (status, list) run while a worker writes; BEGIN IMMEDIATE
+takes the write lock up front, so two writers queue on the busy timeout instead of failing
+with "database is locked" halfway through a transaction; `UPDATE … RETURNING` claims a job in
+one statement, so no two workers can ever take the same one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import DuplicateJob, InvalidTransition, JobNotFound, StoreBusy, StoreError
+from ..models import (
+    FINISHED_STATES,
+    STATES,
+    Claim,
+    Job,
+    JobSpec,
+    JobState,
+    Run,
+    RunResult,
+    log_file_name,
+)
+from . import Heartbeat, RetryPolicy, WorkerInfo
+from . import sqlite_sql as sql
+
+# How often an idle worker looks at PRAGMA data_version; a change means another connection
+# committed, so there may be work. The check reads a counter in shared memory.
+WAKE_CHECK_SECONDS = 0.005
+# SQLite limits host parameters per statement; stay well under it when looking up ids.
+ID_CHUNK = 500
+OWNER_ONLY = 0o600
+
+
+def _translate(method: Callable) -> Callable:
+    """Turn driver errors into StoreError with a message a user can act on."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLiteStore, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._store_error(exc) from None
+
+    return wrapper
+
+
+class SQLiteStore:
+    def __init__(
+        self,
+        path: Path,
+        busy_timeout: float = 30.0,
+        clock: Callable[[], float] | None = None,
+        create_parent: bool = False,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        self.path = Path(os.path.abspath(path))
+        self.description = str(self.path)
+        self.target = str(self.path)  # what a worker process passes to open_store
+        self.log_dir = self.path.parent / "logs"
+        self._busy_timeout = busy_timeout
+        self._clock = clock or time.time
+        self._conn = self._connect(create_parent, synchronous)
+        self._worker_identity: dict[str, tuple[str, int]] = {}
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _connect(self, create_parent: bool, synchronous: str) -> sqlite3.Connection:
+        parent = self.path.parent
+        if not parent.is_dir():
+            if not create_parent:
+                raise StoreError(f"cannot open store {self.path}: folder {parent} does not exist")
+            try:
+                parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create folder {parent}: {exc.strerror}") from None
+        if self.path.is_dir():
+            raise StoreError(f"cannot open store {self.path}: it is a folder")
+        self._create_owner_only()
+        try:
+            conn = sqlite3.connect(
+                str(self.path),
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+            self._conn = conn
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise self._store_error(exc) from None
+        return conn
+
+    def _create_owner_only(self) -> None:
+        # SQLite gives the -wal and -shm files the mode of the database file, so creating the
+        # file ourselves with 0600 keeps all three private (commands and output hold secrets).
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, OWNER_ONLY)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot create store {self.path}: {exc.strerror}") from None
+        os.close(fd)
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version >= len(sql.MIGRATIONS):
+            return
+        if version == 0:
+            # Outside a transaction by necessity; persistent once set.
+            self._conn.execute("PRAGMA journal_mode = WAL")
+        with self._write() as conn:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number in range(version, len(sql.MIGRATIONS)):
+                for statement in sql.MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {len(sql.MIGRATIONS)}")
+
+    def _store_error(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        where = f"store {self.path}"
+        if "locked" in text or "busy" in text:
+            return StoreBusy(
+                f"{where} is locked by another process; gave up after {self._busy_timeout:g}s"
+            )
+        if "readonly" in text or "read-only" in text:
+            return StoreError(f"{where} is read-only: check the permissions of the file and folder")
+        if "not a database" in text or "malformed" in text:
+            return StoreError(f"{where} is corrupt or not a queuectl store ({text})")
+        if "unable to open" in text:
+            return StoreError(f"cannot open {where}: check that it exists and is readable")
+        if "full" in text:
+            return StoreError(f"{where}: the disk is full ({text}); nothing was written")
+        return StoreError(f"{where}: {text}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    @_translate
+    def add(self, specs: Sequence[JobSpec]) -> list[str]:
+        now = self.now()
+        rows = [
+            (
+                spec.id,
+                spec.command,
+                spec.max_retries,
+                spec.priority,
+                spec.queue,
+                spec.run_at if spec.run_at is not None else now + spec.delay,
+                spec.timeout,
+                now,
+                now,
+            )
+            for spec in specs
+        ]
+        seen: set[str] = set()
+        for spec in specs:
+            if spec.id in seen:
+                raise DuplicateJob(spec.id)
+            seen.add(spec.id)
+        try:
+            with self._write() as conn:
+                conn.executemany(sql.INSERT_JOB, rows)
+        except sqlite3.IntegrityError:
+            raise DuplicateJob(self._first_existing([spec.id for spec in specs])) from None
+        return [spec.id for spec in specs]
+
+    def _first_existing(self, ids: list[str]) -> str:
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start : start + ID_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found = self._conn.execute(f"SELECT id FROM jobs WHERE id IN ({marks})", chunk)
+            existing = {row[0] for row in found}
+            for job_id in chunk:
+                if job_id in existing:
+                    return job_id
+        return ids[0]
+
+    @_translate
+    def get(self, job_id: str, with_runs: bool = False) -> Job:
+        with self._read() as conn:
+            row = conn.execute(sql.SELECT_JOB, (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            job = _job(row[1:])
+            if with_runs:
+                job.runs = self._runs(conn, row[0], job_id)
+        return job
+
+    @_translate
+    def runs(self, job_id: str) -> list[Run]:
+        return self.get(job_id, with_runs=True).runs
+
+    def _runs(self, conn: sqlite3.Connection, seq: int, job_id: str) -> list[Run]:
+        runs = []
+        for row in conn.execute(sql.SELECT_RUNS, (seq,)):
+            run = Run(*row)
+            run.log_path = str(self.log_dir / log_file_name(job_id, run.run_id))
+            runs.append(run)
+        return runs
+
+    @_translate
+    def list_jobs(
+        self, state: str | None = None, queue: str | None = None, limit: int | None = None
+    ) -> list[Job]:
+        clauses, params = [], []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if queue is not None:
+            clauses.append("queue = ?")
+            params.append(queue)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        query = f"SELECT {sql.JOB_COLUMNS} FROM jobs {where} ORDER BY seq"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        return [_job(row) for row in self._conn.execute(query, params)]
+
+    @_translate
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(self._conn.execute(sql.COUNT_BY_STATE).fetchall())
+        return counts
+
+    # -- running ---------------------------------------------------------------------------
+
+    @_translate
+    def claim(
+        self, worker_id: str, host: str, queues: Sequence[str] | None, lease_seconds: float
+    ) -> Claim | None:
+        queue_filter, params = _queue_filter(queues)
+        statement = sql.CLAIM_JOB.format(queue_filter=queue_filter, columns=sql.JOB_COLUMNS)
+        with self._write() as conn:
+            now = self.now()
+            params.update(worker=worker_id, now=now, lease=lease_seconds)
+            row = conn.execute(statement, params).fetchone()
+            if row is None:
+                return None
+            job = _job(row[1:])
+            cursor = conn.execute(sql.INSERT_RUN, (row[0], job.attempts, worker_id, host, now))
+            conn.execute(sql.SET_CURRENT_JOB, (job.id, now, worker_id))
+        return Claim(job=job, worker_id=worker_id, attempt=job.attempts, run_id=cursor.lastrowid)
+
+    @_translate
+    def set_run_pid(self, claim: Claim, pid: int) -> None:
+        with self._write() as conn:
+            conn.execute(sql.SET_RUN_PID, (pid, claim.run_id))
+
+    @_translate
+    def heartbeat(self, worker_id: str, lease_seconds: float, claim: Claim | None) -> Heartbeat:
+        with self._write() as conn:
+            now = self.now()
+            row = conn.execute(sql.WORKER_HEARTBEAT, (now, worker_id)).fetchone()
+            if row is None and worker_id in self._worker_identity:
+                # Pruned while we were silent (a long stall); come back rather than vanish.
+                host, pid = self._worker_identity[worker_id]
+                conn.execute(sql.REGISTER_WORKER, (worker_id, host, pid, now, now))
+            held = True
+            if claim is not None:
+                held = (
+                    conn.execute(
+                        sql.EXTEND_LEASE, _fence(claim, now=now, lease=lease_seconds)
+                    ).rowcount
+                    == 1
+                )
+        return Heartbeat(held=held, stop_requested=bool(row and row[0]))
+
+    @_translate
+    def complete(self, claim: Claim, result: RunResult) -> bool:
+        return self._finish(claim, result, JobState.COMPLETED, 0.0)
+
+    @_translate
+    def fail(self, claim: Claim, result: RunResult, retry_delay: float | None) -> bool:
+        if retry_delay is None:
+            return self._finish(claim, result, JobState.DEAD, 0.0)
+        return self._finish(claim, result, JobState.FAILED, retry_delay)
+
+    def _finish(self, claim: Claim, result: RunResult, state: JobState, delay: float) -> bool:
+        with self._write() as conn:
+            now = self.now()
+            finished = conn.execute(
+                sql.FINISH_JOB,
+                _fence(
+                    claim,
+                    state=state.value,
+                    run_at=now + delay if state is JobState.FAILED else claim.job.run_at,
+                    exit_code=result.exit_code,
+                    error=result.error,
+                    now=now,
+                ),
+            )
+            conn.execute(
+                sql.CLOSE_RUN,
+                {
+                    "now": now,
+                    "outcome": result.outcome.value,
+                    "exit_code": result.exit_code,
+                    "error": result.error,
+                    "tail": result.output_tail,
+                    "run_id": claim.run_id,
+                },
+            )
+            conn.execute(sql.SET_CURRENT_JOB, (None, now, claim.worker_id))
+        return finished.rowcount == 1
+
+    @_translate
+    def rescue_expired(self, policy: RetryPolicy, lease_seconds: float) -> list[str]:
+        rescued = []
+        with self._write() as conn:
+            now = self.now()
+            for seq, job_id, attempts, max_retries, worker_id in conn.execute(
+                sql.SELECT_EXPIRED, (now,)
+            ).fetchall():
+                delay = policy(attempts, max_retries)
+                error = f"lost: worker {worker_id} stopped heartbeating and its lease expired"
+                conn.execute(
+                    sql.RESCUE_JOB,
+                    {
+                        "state": JobState.DEAD.value if delay is None else JobState.FAILED.value,
+                        "run_at": now + (delay or 0.0),
+                        "error": error,
+                        "now": now,
+                        "seq": seq,
+                        "attempt": attempts,
+                    },
+                )
+                conn.execute(
+                    sql.CLOSE_LOST_RUN,
+                    {"now": now, "error": error, "seq": seq, "attempt": attempts},
+                )
+                rescued.append(job_id)
+            conn.execute(sql.PRUNE_WORKERS, (now - lease_seconds,))
+        return rescued
+
+    # -- user operations -------------------------------------------------------------------
+
+    @_translate
+    def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
+        with self._write() as conn:
+            now = self.now()
+            if job_ids is None:
+                job_ids = [row[0] for row in conn.execute(sql.SELECT_DEAD_IDS)]
+            for job_id in job_ids:
+                if conn.execute(sql.RETRY_DEAD, {"now": now, "job": job_id}).rowcount == 1:
+                    continue
+                row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    raise JobNotFound(job_id)
+                raise InvalidTransition(f"job {job_id!r} is {row[0]}, not dead")
+        return list(job_ids)
+
+    @_translate
+    def cancel(self, job_id: str) -> JobState:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT seq, state, attempts FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            seq, state, attempts = row[0], JobState(row[1]), row[2]
+            if state in FINISHED_STATES:
+                raise InvalidTransition(
+                    f"job {job_id!r} is already {state}; only pending, failed or processing "
+                    "jobs can be canceled"
+                )
+            now = self.now()
+            conn.execute(sql.CANCEL_JOB, {"now": now, "job": job_id})
+            if state is JobState.PROCESSING:
+                conn.execute(sql.CLOSE_CANCELED_RUN, {"now": now, "seq": seq, "attempt": attempts})
+        return state
+
+    # -- config ----------------------------------------------------------------------------
+
+    @_translate
+    def config_items(self) -> dict[str, str]:
+        return dict(self._conn.execute(sql.SELECT_CONFIG).fetchall())
+
+    @_translate
+    def config_set(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute(sql.UPSERT_CONFIG, (key, value))
+
+    @_translate
+    def config_unset(self, key: str) -> bool:
+        with self._write() as conn:
+            return conn.execute(sql.DELETE_CONFIG, (key,)).rowcount == 1
+
+    # -- workers ---------------------------------------------------------------------------
+
+    @_translate
+    def register_worker(self, worker_id: str, host: str, pid: int) -> None:
+        self._worker_identity[worker_id] = (host, pid)
+        with self._write() as conn:
+            now = self.now()
+            conn.execute(sql.REGISTER_WORKER, (worker_id, host, pid, now, now))
+
+    @_translate
+    def unregister_worker(self, worker_id: str) -> None:
+        self._worker_identity.pop(worker_id, None)
+        with self._write() as conn:
+            conn.execute(sql.UNREGISTER_WORKER, (worker_id,))
+
+    @_translate
+    def live_workers(self, lease_seconds: float) -> list[WorkerInfo]:
+        rows = self._conn.execute(sql.LIVE_WORKERS, (self.now() - lease_seconds,))
+        return [WorkerInfo(*row) for row in rows]
+
+    @_translate
+    def request_stop(self, lease_seconds: float) -> list[str]:
+        with self._write() as conn:
+            rows = conn.execute(sql.REQUEST_STOP, (self.now() - lease_seconds,)).fetchall()
+        return [row[0] for row in rows]
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    @_translate
+    def next_run_at(self, queues: Sequence[str] | None) -> float | None:
+        queue_filter, params = _queue_filter(queues)
+        row = self._conn.execute(sql.NEXT_RUN_AT.format(queue_filter=queue_filter), params)
+        return row.fetchone()[0]
+
+    @_translate
+    def wait_for_work(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        seen = self._data_version()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(WAKE_CHECK_SECONDS, remaining))
+            if self._data_version() != seen:
+                return
+
+    def _data_version(self) -> int:
+        return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+
+def _job(row: Sequence) -> Job:
+    job = Job(*row)
+    job.state = JobState(job.state)
+    return job
+
+
+def _fence(claim: Claim, **values) -> dict:
+    return {"job": claim.job.id, "worker": claim.worker_id, "attempt": claim.attempt, **values}
+
+
+def _queue_filter(queues: Sequence[str] | None) -> tuple[str, dict]:
+    if not queues:
+        return "", {}
+    names = {f"q{index}": name for index, name in enumerate(queues)}
+    marks = ", ".join(f":{key}" for key in names)
+    return f"AND queue IN ({marks})", names

@@ -1,0 +1,199 @@
+"""Schema migrations and named statements of the SQLite backend.
+
+Times are REAL epoch seconds. `seq` (the rowid) is the insertion order; `id` is the user's id.
+"""
+
+# Migration N brings the schema from user_version N-1 to N. Never edit one that has shipped.
+MIGRATIONS = [
+    """
+    CREATE TABLE jobs (
+        seq         INTEGER PRIMARY KEY,
+        id          TEXT    NOT NULL UNIQUE,
+        command     TEXT    NOT NULL,
+        state       TEXT    NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        max_retries INTEGER NOT NULL,
+        priority    INTEGER NOT NULL DEFAULT 0,
+        queue       TEXT    NOT NULL,
+        run_at      REAL    NOT NULL,
+        timeout     REAL    NOT NULL,
+        created_at  REAL    NOT NULL,
+        updated_at  REAL    NOT NULL,
+        exit_code   INTEGER,
+        last_error  TEXT,
+        worker_id   TEXT,
+        lease_until REAL
+    );
+    -- The ready-job lookup only ever walks waiting jobs, however many finished ones pile up.
+    CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, seq)
+        WHERE state IN ('pending', 'failed');
+    CREATE INDEX jobs_lease ON jobs (lease_until) WHERE state = 'processing';
+    CREATE INDEX jobs_state ON jobs (state, seq);
+    CREATE INDEX jobs_queue ON jobs (queue, seq);
+
+    CREATE TABLE runs (
+        run_id      INTEGER PRIMARY KEY,
+        job_seq     INTEGER NOT NULL,
+        attempt     INTEGER NOT NULL,
+        worker_id   TEXT    NOT NULL,
+        host        TEXT    NOT NULL,
+        pid         INTEGER,
+        started_at  REAL    NOT NULL,
+        finished_at REAL,
+        outcome     TEXT,
+        exit_code   INTEGER,
+        error       TEXT,
+        output_tail TEXT    NOT NULL DEFAULT ''
+    );
+    CREATE INDEX runs_job ON runs (job_seq, run_id);
+
+    CREATE TABLE workers (
+        id             TEXT PRIMARY KEY,
+        host           TEXT    NOT NULL,
+        pid            INTEGER NOT NULL,
+        started_at     REAL    NOT NULL,
+        last_heartbeat REAL    NOT NULL,
+        current_job    TEXT,
+        stop_requested INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE config (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
+
+JOB_COLUMNS = (
+    "id, command, state, attempts, max_retries, priority, queue, run_at, timeout, "
+    "created_at, updated_at, exit_code, last_error, worker_id, lease_until"
+)
+RUN_COLUMNS = (
+    "run_id, attempt, worker_id, host, started_at, finished_at, outcome, exit_code, error, "
+    "output_tail"
+)
+
+INSERT_JOB = """
+INSERT INTO jobs (id, command, state, max_retries, priority, queue, run_at, timeout,
+                  created_at, updated_at)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)
+"""
+
+SELECT_JOB = f"SELECT seq, {JOB_COLUMNS} FROM jobs WHERE id = ?"
+
+SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE job_seq = ? ORDER BY run_id"
+
+COUNT_BY_STATE = "SELECT state, count(*) FROM jobs GROUP BY state"
+
+# {queue_filter} is either empty or "AND queue IN (?, ?, …)".
+CLAIM_JOB = """
+UPDATE jobs
+SET state = 'processing', attempts = attempts + 1, worker_id = :worker,
+    lease_until = :now + :lease, updated_at = :now
+WHERE seq = (
+    SELECT seq FROM jobs
+    WHERE state IN ('pending', 'failed') AND run_at <= :now {queue_filter}
+    ORDER BY priority DESC, run_at, seq
+    LIMIT 1
+)
+RETURNING seq, {columns}
+"""
+
+NEXT_RUN_AT = """
+SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed') {queue_filter}
+"""
+
+INSERT_RUN = """
+INSERT INTO runs (job_seq, attempt, worker_id, host, started_at)
+VALUES (?, ?, ?, ?, ?)
+"""
+
+SET_RUN_PID = "UPDATE runs SET pid = ? WHERE run_id = ?"
+
+SET_CURRENT_JOB = "UPDATE workers SET current_job = ?, last_heartbeat = ? WHERE id = ?"
+
+EXTEND_LEASE = """
+UPDATE jobs SET lease_until = :now + :lease
+WHERE id = :job AND state = 'processing' AND worker_id = :worker AND attempts = :attempt
+"""
+
+WORKER_HEARTBEAT = """
+UPDATE workers SET last_heartbeat = ? WHERE id = ? RETURNING stop_requested
+"""
+
+# Fencing: the outcome only lands while this worker still holds this attempt.
+FINISH_JOB = """
+UPDATE jobs
+SET state = :state, run_at = :run_at, exit_code = :exit_code, last_error = :error,
+    worker_id = NULL, lease_until = NULL, updated_at = :now
+WHERE id = :job AND state = 'processing' AND worker_id = :worker AND attempts = :attempt
+"""
+
+# A run closed already (by cancel or by the rescuer) keeps that verdict; the tail still lands.
+CLOSE_RUN = """
+UPDATE runs
+SET finished_at = coalesce(finished_at, :now), outcome = coalesce(outcome, :outcome),
+    exit_code = coalesce(exit_code, :exit_code), error = coalesce(error, :error),
+    output_tail = :tail
+WHERE run_id = :run_id
+"""
+
+SELECT_EXPIRED = """
+SELECT seq, id, attempts, max_retries, worker_id FROM jobs
+WHERE state = 'processing' AND lease_until < ?
+"""
+
+RESCUE_JOB = """
+UPDATE jobs
+SET state = :state, run_at = :run_at, last_error = :error, exit_code = NULL,
+    worker_id = NULL, lease_until = NULL, updated_at = :now
+WHERE seq = :seq AND state = 'processing' AND attempts = :attempt AND lease_until < :now
+"""
+
+CLOSE_LOST_RUN = """
+UPDATE runs SET finished_at = :now, outcome = 'lost', error = :error
+WHERE job_seq = :seq AND attempt = :attempt AND finished_at IS NULL
+"""
+
+PRUNE_WORKERS = "DELETE FROM workers WHERE last_heartbeat < ?"
+
+RETRY_DEAD = """
+UPDATE jobs
+SET state = 'pending', attempts = 0, run_at = :now, updated_at = :now,
+    worker_id = NULL, lease_until = NULL
+WHERE id = :job AND state = 'dead'
+"""
+
+SELECT_DEAD_IDS = "SELECT id FROM jobs WHERE state = 'dead' ORDER BY seq"
+
+CANCEL_JOB = """
+UPDATE jobs SET state = 'canceled', last_error = 'canceled', worker_id = NULL,
+    lease_until = NULL, updated_at = :now
+WHERE id = :job AND state IN ('pending', 'failed', 'processing')
+"""
+
+CLOSE_CANCELED_RUN = """
+UPDATE runs SET finished_at = :now, outcome = 'canceled', error = 'canceled'
+WHERE job_seq = :seq AND attempt = :attempt AND finished_at IS NULL
+"""
+
+SELECT_CONFIG = "SELECT key, value FROM config"
+UPSERT_CONFIG = """
+INSERT INTO config (key, value) VALUES (?, ?)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+"""
+DELETE_CONFIG = "DELETE FROM config WHERE key = ?"
+
+REGISTER_WORKER = """
+INSERT INTO workers (id, host, pid, started_at, last_heartbeat)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat
+"""
+UNREGISTER_WORKER = "DELETE FROM workers WHERE id = ?"
+LIVE_WORKERS = """
+SELECT id, host, pid, started_at, last_heartbeat, current_job FROM workers
+WHERE last_heartbeat >= ? ORDER BY started_at, id
+"""
+REQUEST_STOP = """
+UPDATE workers SET stop_requested = 1 WHERE last_heartbeat >= ? RETURNING id
+"""

@@ -1,0 +1,147 @@
+"""`worker start`: run N worker processes in the foreground, relay stop signals, replace the dead.
+
+Workers run in a session of their own, so a Ctrl-C at the terminal reaches only the supervisor,
+which relays each signal exactly once: the first asks for a graceful stop, the second kills the
+running commands. On Linux the supervisor is a child subreaper: when a worker is killed, the
+commands it was running are re-parented here, and their process groups are killed at once
+instead of running on as orphans beside the retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+IS_LINUX = sys.platform.startswith("linux")
+_PR_SET_CHILD_SUBREAPER = 36
+# A worker that dies sooner than this after starting is restarted only after a pause.
+FLAP_SECONDS = 2.0
+TICK_SECONDS = 0.1
+
+
+class Supervisor:
+    def __init__(
+        self, target: str, count: int, queues: Sequence[str], burst: bool, quiet: bool = False
+    ) -> None:
+        self.target = target
+        self.count = count
+        self.queues = list(queues)
+        self.burst = burst
+        self.quiet = quiet
+        self.workers: dict[int, tuple[subprocess.Popen, float]] = {}
+        self.signals_seen = 0
+        self.failed = False
+
+    def run(self) -> int:
+        _become_subreaper()
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        if hasattr(signal, "SIGBREAK"):
+            signal.signal(signal.SIGBREAK, self._on_signal)
+        for _ in range(self.count):
+            self._spawn()
+        while self.workers:
+            time.sleep(TICK_SECONDS)
+            self._reap()
+        _reap_orphans(set(), kill=False)
+        return 1 if (self.failed or self.signals_seen > 1) else 0
+
+    def _command(self) -> list[str]:
+        args = [sys.executable, "-m", "queuectl.worker", "--db", self.target]
+        args += ["--parent", str(os.getpid())]
+        for queue in self.queues:
+            args += ["--queue", queue]
+        if self.burst:
+            args.append("--burst")
+        if self.quiet:
+            args.append("--quiet")
+        return args
+
+    def _spawn(self) -> None:
+        extra = {}
+        if sys.platform == "win32":
+            extra["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        else:
+            extra["start_new_session"] = True
+        proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, **extra)
+        self.workers[proc.pid] = (proc, time.monotonic())
+
+    def _reap(self) -> None:
+        for pid, (proc, started) in list(self.workers.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            del self.workers[pid]
+            if code == 0 or self.signals_seen:
+                if code != 0:
+                    self.failed = True
+                continue
+            self._say(f"worker pid {pid} died ({_describe(code)})")
+            _reap_orphans(set(self.workers), kill=True)
+            if self.burst:
+                self.failed = True
+                continue
+            if time.monotonic() - started < FLAP_SECONDS:
+                time.sleep(FLAP_SECONDS)
+            self._say("starting a replacement worker")
+            self._spawn()
+        _reap_orphans(set(self.workers), kill=False)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.signals_seen += 1
+        relay = signal.SIGTERM if sys.platform != "win32" else signal.CTRL_BREAK_EVENT
+        for proc, _ in list(self.workers.values()):
+            with contextlib.suppress(OSError):
+                proc.send_signal(relay)
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            stamp = time.strftime("%H:%M:%S")
+            print(f"{stamp} supervisor: {message}", file=sys.stderr, flush=True)
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _become_subreaper() -> None:
+    if not IS_LINUX:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+def _adopted_children(workers: set[int]) -> list[int]:
+    """Children that are not workers: commands orphaned by a dead worker, or leftovers."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as handle:
+            pids = [int(text) for text in handle.read().split()]
+    except OSError:
+        return []
+    return [pid for pid in pids if pid not in workers]
+
+
+def _reap_orphans(workers: set[int], kill: bool) -> None:
+    """Collect adopted children that exited; with `kill`, first kill their process groups."""
+    if not IS_LINUX:
+        return
+    for pid in _adopted_children(workers):
+        if kill:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)

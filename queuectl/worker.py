@@ -1,0 +1,269 @@
+"""One worker process: claim a job, run it under a heartbeat, record the outcome, repeat.
+
+Started by the supervisor as `python -m queuectl.worker --db TARGET …` (spawn-safe: a fresh
+interpreter, no fork of the CLI). It never imports click, to keep its memory small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from . import config
+from .errors import StoreError
+from .models import Claim, Outcome, RunResult, log_file_name, retry_delay
+from .runner import RunningCommand
+from .store import Store, open_store
+
+# How long an idle worker goes between registry heartbeats and maintenance (rescue, settings).
+IDLE_MAINTENANCE_SECONDS = 5.0
+# Store errors (locked, read-only, disk full) make the worker wait this long at most, then retry.
+MAX_STORE_RETRY_SECONDS = 5.0
+
+
+def heartbeat_interval(lease_seconds: float) -> float:
+    """Beat well inside the lease; at least once a second so cancels take effect quickly."""
+    return max(0.01, min(lease_seconds / 3.0, 1.0))
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        queues: Sequence[str] | None = None,
+        burst: bool = False,
+        worker_id: str | None = None,
+        quiet: bool = False,
+    ) -> None:
+        self.store = store
+        self.queues = list(queues) if queues else None
+        self.burst = burst
+        self.host = socket.gethostname()
+        self.id = worker_id or f"{self.host}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.quiet = quiet
+        self.stopping = False
+        self.forced = False
+        self._running: RunningCommand | None = None
+        self._settings: dict = {}
+        self._env = {key: value for key, value in os.environ.items()}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Work until stopped (or, in burst mode, until nothing is ready). Returns the exit code."""
+        self._load_settings()
+        self._retrying(lambda: self.store.register_worker(self.id, self.host, os.getpid()))
+        self.say(f"started (pid {os.getpid()}, queues: {', '.join(self.queues or ['all'])})")
+        try:
+            self._retrying(self._maintain)
+            self._loop()
+        finally:
+            try:
+                self.store.unregister_worker(self.id)
+            except StoreError as exc:
+                self.say(f"could not unregister: {exc}")
+        self.say("stopped")
+        return 1 if self.forced else 0
+
+    def _loop(self) -> None:
+        next_maintenance = time.monotonic() + IDLE_MAINTENANCE_SECONDS
+        while not self.stopping:
+            if time.monotonic() >= next_maintenance:
+                if self._retrying(self._maintain) is None:
+                    continue
+                next_maintenance = time.monotonic() + IDLE_MAINTENANCE_SECONDS
+                if self.stopping:
+                    break
+            claim = self._retrying(self._claim)
+            if claim is not None:
+                self.run_claim(claim)
+                continue
+            if self.burst:
+                break
+            self._retrying(lambda until=next_maintenance: self._wait_idle(until))
+
+    def _claim(self) -> Claim | None:
+        return self.store.claim(self.id, self.host, self.queues, self._settings["lease-seconds"])
+
+    def _maintain(self) -> bool:
+        """Registry heartbeat, stop requests, rescue of expired leases, fresh settings."""
+        self._load_settings()
+        beat = self.store.heartbeat(self.id, self._settings["lease-seconds"], None)
+        if beat.stop_requested:
+            self.request_stop("asked to stop through the store")
+        rescued = self.store.rescue_expired(self.retry_policy, self._settings["lease-seconds"])
+        for job_id in rescued:
+            self.say(f"requeued {job_id}: its worker went silent and its lease expired")
+        return True
+
+    def _wait_idle(self, next_maintenance: float) -> None:
+        """Sleep until work may have arrived, the next job is due, or maintenance is due."""
+        wait = min(self._settings["poll-interval"], next_maintenance - time.monotonic())
+        due = self.store.next_run_at(self.queues)
+        if due is not None:
+            wait = min(wait, due - self.store.now())
+        self.store.wait_for_work(max(0.0, wait))
+
+    def _load_settings(self) -> None:
+        self._settings = config.settings(self.store.config_items())
+
+    def retry_policy(self, attempts: int, max_retries: int) -> float | None:
+        return retry_delay(
+            attempts, max_retries, self._settings["backoff-base"], self._settings["backoff-max"]
+        )
+
+    def _retrying(self, action):
+        """Run a store action; on a store error wait (with backoff) and retry, never die.
+
+        Returns the action's result, or None when a stop was forced while waiting."""
+        delay = 0.05
+        while True:
+            try:
+                return action()
+            except StoreError as exc:
+                if self.forced:
+                    return None
+                self.say(f"store error, retrying in {delay:.2g}s: {exc}")
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_STORE_RETRY_SECONDS)
+
+    # -- one job ---------------------------------------------------------------------------
+
+    def run_claim(self, claim: Claim) -> None:
+        job = claim.job
+        self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
+        log_path = self.store.log_dir / log_file_name(job.id, claim.run_id)
+        env = dict(self._env, QUEUECTL_JOB_ID=job.id, QUEUECTL_ATTEMPT=str(claim.attempt))
+        running = RunningCommand(job.command, env, log_path)
+        self._running = running
+        if self.forced:
+            running.kill_now(Outcome.KILLED, "killed: the worker was forced to stop")
+        finished = threading.Event()
+        monitor = threading.Thread(
+            target=self._monitor, args=(claim, running, finished), daemon=True
+        )
+        monitor.start()
+        try:
+            result = running.wait()
+        finally:
+            finished.set()
+            monitor.join()
+            self._running = None
+        self._record(claim, result, time.monotonic() - running.started)
+
+    def _monitor(self, claim: Claim, running: RunningCommand, finished: threading.Event) -> None:
+        """Heartbeat while the command runs; kill it on timeout, cancel or lost lease."""
+        lease = self._settings["lease-seconds"]
+        interval = heartbeat_interval(lease)
+        timeout = claim.job.timeout
+        deadline = running.started + timeout if timeout > 0 else None
+        while True:
+            wait = interval
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - time.monotonic()))
+            if finished.wait(wait):
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                deadline = None
+                running.kill(Outcome.TIMED_OUT, f"timed out after {timeout:g}s")
+                continue
+            try:
+                beat = self.store.heartbeat(self.id, lease, claim)
+            except StoreError as exc:
+                self.say(f"{claim.job.id}: heartbeat failed, will retry: {exc}")
+                continue
+            if beat.stop_requested:
+                self.request_stop("asked to stop through the store")
+            if not beat.held:
+                running.kill(Outcome.KILLED, "stopped: the job was canceled or its lease was lost")
+
+    def _record(self, claim: Claim, result: RunResult, seconds: float) -> None:
+        job = claim.job
+        if result.succeeded:
+            held = self._retrying(lambda: self.store.complete(claim, result))
+            verdict = f"completed in {seconds:.2f}s"
+        else:
+            delay = self.retry_policy(claim.attempt, job.max_retries)
+            held = self._retrying(lambda: self.store.fail(claim, result, delay))
+            then = "dead (retries exhausted)" if delay is None else f"retry in {delay:g}s"
+            verdict = f"failed: {result.error}; {then}"
+        if held is False:
+            verdict = f"ended ({result.error or 'exit 0'}) but was no longer held: not recorded"
+        self.say(f"{job.id}: {verdict}")
+
+    # -- stopping --------------------------------------------------------------------------
+
+    def request_stop(self, why: str) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.say(f"stopping after the current job ({why})")
+
+    def handle_signal(self, signum: int, frame: object) -> None:
+        if not self.stopping:
+            self.request_stop(f"got {signal.Signals(signum).name}")
+            return
+        self.forced = True
+        running = self._running
+        if running is not None:
+            running.kill_now(Outcome.KILLED, "killed: the worker was forced to stop")
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            stamp = time.strftime("%H:%M:%S")
+            print(f"{stamp} worker {self.id}: {message}", file=sys.stderr, flush=True)
+
+
+def _one_line(text: str, limit: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _die_with_parent() -> None:
+    """If the supervisor is killed outright, stop gracefully instead of running on unseen."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m queuectl.worker")
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--queue", action="append", dest="queues")
+    parser.add_argument("--burst", action="store_true")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--parent", type=int, default=None)
+    args = parser.parse_args(argv)
+    _die_with_parent()
+    if args.parent is not None and os.getppid() != args.parent:
+        return 1  # the supervisor is already gone
+    try:
+        store = open_store(args.db)
+    except StoreError as exc:
+        print(f"queuectl worker: {exc}", file=sys.stderr)
+        return 1
+    worker = Worker(store, queues=args.queues, burst=args.burst, quiet=args.quiet)
+    signal.signal(signal.SIGTERM, worker.handle_signal)
+    signal.signal(signal.SIGINT, worker.handle_signal)
+    try:
+        return worker.run()
+    except config.ConfigError as exc:
+        print(f"queuectl worker: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
