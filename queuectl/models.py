@@ -85,6 +85,7 @@ class Run:
     exit_code: int | None = None
     error: str | None = None
     output_tail: str = ""
+    pid: int | None = None
     log_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

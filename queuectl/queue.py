@@ -7,6 +7,7 @@ with Queue.open("jobs.db") as queue:
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -129,20 +130,18 @@ class Queue:
     # -- changes ---------------------------------------------------------------------------
 
     def cancel(self, job_id: str, wait: float = 5.0) -> JobState:
-        """Cancel a job; for a running one, wait a little for its worker to kill the command."""
+        """Cancel a job. For a running one on this host, wait (up to `wait` seconds) until its
+        worker has killed the command, so the caller sees it gone."""
         previous = self.store.cancel(job_id)
         if previous is JobState.PROCESSING and wait > 0:
-            self._wait_for_run_end(job_id, wait)
-        return previous
+            runs = self.store.runs(job_id)
+            if runs and runs[-1].pid and runs[-1].host == socket.gethostname():
+                from .runner import group_alive
 
-    def _wait_for_run_end(self, job_id: str, wait: float) -> None:
-        lease = self.settings()["lease-seconds"]
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            workers = self.store.live_workers(lease)
-            if not any(worker.current_job == job_id for worker in workers):
-                return
-            time.sleep(0.05)
+                deadline = time.monotonic() + wait
+                while group_alive(runs[-1].pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        return previous
 
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
         return self.store.retry_dead(job_ids)

@@ -19,11 +19,9 @@ from collections.abc import Sequence
 from . import config
 from .errors import StoreError
 from .models import Claim, Outcome, RunResult, log_file_name, retry_delay
-from .runner import RunningCommand
+from .runner import RunningCommand, kill_orphaned_run
 from .store import Store, open_store
 
-# How long an idle worker goes between registry heartbeats and maintenance (rescue, settings).
-IDLE_MAINTENANCE_SECONDS = 5.0
 # Store errors (locked, read-only, disk full) make the worker wait this long at most, then retry.
 MAX_STORE_RETRY_SECONDS = 5.0
 
@@ -73,12 +71,12 @@ class Worker:
         return 1 if self.forced else 0
 
     def _loop(self) -> None:
-        next_maintenance = time.monotonic() + IDLE_MAINTENANCE_SECONDS
+        next_maintenance = time.monotonic() + self._maintenance_interval()
         while not self.stopping:
             if time.monotonic() >= next_maintenance:
                 if self._retrying(self._maintain) is None:
                     continue
-                next_maintenance = time.monotonic() + IDLE_MAINTENANCE_SECONDS
+                next_maintenance = time.monotonic() + self._maintenance_interval()
                 if self.stopping:
                     break
             claim = self._retrying(self._claim)
@@ -88,6 +86,10 @@ class Worker:
             if self.burst:
                 break
             self._retrying(lambda until=next_maintenance: self._wait_idle(until))
+
+    def _maintenance_interval(self) -> float:
+        # Between jobs and while idle: the registry heartbeat, stop requests, rescue.
+        return heartbeat_interval(self._settings["lease-seconds"])
 
     def _claim(self) -> Claim | None:
         return self.store.claim(self.id, self.host, self.queues, self._settings["lease-seconds"])
@@ -101,7 +103,16 @@ class Worker:
         rescued = self.store.rescue_expired(self.retry_policy, self._settings["lease-seconds"])
         for job_id in rescued:
             self.say(f"requeued {job_id}: its worker went silent and its lease expired")
+            self._kill_leftovers(job_id)
         return True
+
+    def _kill_leftovers(self, job_id: str) -> None:
+        """If the lost run was on this host and its command still runs (the whole pool was
+        killed), kill it before the job can run again, so two runs never overlap."""
+        lost = [run for run in self.store.runs(job_id) if run.outcome == "lost"]
+        here = lost and lost[-1].host == self.host and lost[-1].pid
+        if here and kill_orphaned_run(lost[-1].pid, job_id):
+            self.say(f"{job_id}: killed the commands its lost run left behind")
 
     def _wait_idle(self, next_maintenance: float) -> None:
         """Sleep until work may have arrived, the next job is due, or maintenance is due."""
@@ -143,6 +154,11 @@ class Worker:
         env = dict(self._env, QUEUECTL_JOB_ID=job.id, QUEUECTL_ATTEMPT=str(claim.attempt))
         running = RunningCommand(job.command, env, log_path)
         self._running = running
+        if running.pid is not None:
+            try:
+                self.store.set_run_pid(claim, running.pid)
+            except StoreError as exc:  # only cleanup after a crash needs it
+                self.say(f"{job.id}: could not record the pid: {exc}")
         if self.forced:
             running.kill_now(Outcome.KILLED, "killed: the worker was forced to stop")
         finished = threading.Event()
@@ -195,7 +211,7 @@ class Worker:
             then = "dead (retries exhausted)" if delay is None else f"retry in {delay:g}s"
             verdict = f"failed: {result.error}; {then}"
         if held is False:
-            verdict = f"ended ({result.error or 'exit 0'}) but was no longer held: not recorded"
+            verdict = "stopped: canceled, or its lease expired and it was requeued"
         self.say(f"{job.id}: {verdict}")
 
     # -- stopping --------------------------------------------------------------------------

@@ -277,7 +277,6 @@ class SQLiteStore:
                 return None
             job = _job(row[1:])
             cursor = conn.execute(sql.INSERT_RUN, (row[0], job.attempts, worker_id, host, now))
-            conn.execute(sql.SET_CURRENT_JOB, (job.id, now, worker_id))
         return Claim(job=job, worker_id=worker_id, attempt=job.attempts, run_id=cursor.lastrowid)
 
     @_translate
@@ -339,7 +338,6 @@ class SQLiteStore:
                     "run_id": claim.run_id,
                 },
             )
-            conn.execute(sql.SET_CURRENT_JOB, (None, now, claim.worker_id))
         return finished.rowcount == 1
 
     @_translate

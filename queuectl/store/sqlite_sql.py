@@ -28,6 +28,7 @@ MIGRATIONS = [
     CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, seq)
         WHERE state IN ('pending', 'failed');
     CREATE INDEX jobs_lease ON jobs (lease_until) WHERE state = 'processing';
+    CREATE INDEX jobs_worker ON jobs (worker_id) WHERE state = 'processing';
     CREATE INDEX jobs_state ON jobs (state, seq);
     CREATE INDEX jobs_queue ON jobs (queue, seq);
 
@@ -53,7 +54,6 @@ MIGRATIONS = [
         pid            INTEGER NOT NULL,
         started_at     REAL    NOT NULL,
         last_heartbeat REAL    NOT NULL,
-        current_job    TEXT,
         stop_requested INTEGER NOT NULL DEFAULT 0
     );
 
@@ -70,7 +70,7 @@ JOB_COLUMNS = (
 )
 RUN_COLUMNS = (
     "run_id, attempt, worker_id, host, started_at, finished_at, outcome, exit_code, error, "
-    "output_tail"
+    "output_tail, pid"
 )
 
 INSERT_JOB = """
@@ -109,8 +109,6 @@ VALUES (?, ?, ?, ?, ?)
 """
 
 SET_RUN_PID = "UPDATE runs SET pid = ? WHERE run_id = ?"
-
-SET_CURRENT_JOB = "UPDATE workers SET current_job = ?, last_heartbeat = ? WHERE id = ?"
 
 EXTEND_LEASE = """
 UPDATE jobs SET lease_until = :now + :lease
@@ -190,9 +188,12 @@ VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat
 """
 UNREGISTER_WORKER = "DELETE FROM workers WHERE id = ?"
+# A worker's current job is derived, not stored: whatever it holds in `processing`.
 LIVE_WORKERS = """
-SELECT id, host, pid, started_at, last_heartbeat, current_job FROM workers
-WHERE last_heartbeat >= ? ORDER BY started_at, id
+SELECT w.id, w.host, w.pid, w.started_at, w.last_heartbeat,
+       (SELECT j.id FROM jobs j WHERE j.state = 'processing' AND j.worker_id = w.id LIMIT 1)
+FROM workers w
+WHERE w.last_heartbeat >= ? ORDER BY w.started_at, w.id
 """
 REQUEST_STOP = """
 UPDATE workers SET stop_requested = 1 WHERE last_heartbeat >= ? RETURNING id

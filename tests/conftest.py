@@ -1,0 +1,183 @@
+"""Shared fixtures: real stores in tmp_path, the CLI through a subprocess, condition waits.
+
+Backends: every contract test runs against each store in BACKENDS. PostgreSQL joins when a
+server is reachable (QUEUECTL_TEST_PG, default postgresql://postgres@127.0.0.1:5432/postgres);
+each test run gets a database of its own. When none is reachable the tests are skipped and the
+run says so loudly (see pytest_terminal_summary).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from queuectl.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.02):
+    """Poll `condition` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {condition}")
+        time.sleep(interval)
+
+
+def base_env(db: str) -> dict[str, str]:
+    """The environment for a CLI or worker process: this store, fast timings, no stray config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
+    env.update(
+        QUEUECTL_DB=db,
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class CLI:
+    """Runs `python -m queuectl` as a user would, against one store."""
+
+    def __init__(self, db: str, cwd: Path) -> None:
+        self.db = db
+        self.cwd = cwd
+        self.env = base_env(db)
+
+    def __call__(
+        self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "queuectl", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            timeout=timeout,
+        )
+
+    def ok(self, *args: str, **kwargs) -> str:
+        result = self(*args, **kwargs)
+        assert result.returncode == 0, f"{args} -> {result.returncode}\n{result.stderr}"
+        return result.stdout
+
+    def json(self, *args: str, **kwargs):
+        return json.loads(self.ok(*args, "--json", **kwargs))
+
+    def start_workers(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+        """`worker start ARGS` in the background; stderr goes to a file for debugging."""
+        log = open(self.cwd / f"workers-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+        return subprocess.Popen(
+            [sys.executable, "-m", "queuectl", "worker", "start", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# backends
+
+PG_URL = os.environ.get("QUEUECTL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+_pg_state: dict[str, object] = {}
+
+
+def postgres_admin_url() -> str | None:
+    """The server URL if one answers and the backend exists, else None (cached)."""
+    if "url" not in _pg_state:
+        _pg_state["url"] = None
+        try:
+            import psycopg
+
+            import queuectl.store.postgres  # noqa: F401  (backend present?)
+        except ImportError as exc:
+            _pg_state["why"] = f"PostgreSQL backend unavailable: {exc}"
+            return None
+        try:
+            with psycopg.connect(PG_URL, connect_timeout=3):
+                _pg_state["url"] = PG_URL
+        except psycopg.Error as exc:
+            _pg_state["why"] = f"no PostgreSQL server at {PG_URL}: {exc}"
+    return _pg_state["url"]  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def pg_database(worker_id: str) -> Iterator[str]:
+    """A fresh database for this test session (and xdist worker); dropped at the end."""
+    admin = postgres_admin_url()
+    if admin is None:
+        pytest.skip(str(_pg_state.get("why")))
+    import psycopg
+
+    name = f"queuectl_test_{os.getpid()}_{worker_id}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield admin.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _reset_postgres(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=BACKENDS)
+def db_target(request, tmp_path: Path) -> str:
+    """A store target for each backend, empty at the start of the test."""
+    if request.param == "sqlite":
+        return str(tmp_path / "queue.db")
+    url = request.getfixturevalue("pg_database")
+    _reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_target(tmp_path: Path) -> str:
+    return str(tmp_path / "queue.db")
+
+
+@pytest.fixture
+def store(db_target: str):
+    opened = open_store(db_target)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def cli(db_target: str, tmp_path: Path) -> CLI:
+    return CLI(db_target, tmp_path)
+
+
+@pytest.fixture
+def sqlite_cli(sqlite_target: str, tmp_path: Path) -> CLI:
+    return CLI(sqlite_target, tmp_path)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say loudly when PostgreSQL tests were skipped: a green run must not hide it."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons = {str(report.longrepr[-1]) for report in skipped if "PostgreSQL" in str(report.longrepr)}
+    if reasons:
+        terminalreporter.write_sep("!", "PostgreSQL TESTS WERE SKIPPED", red=True, bold=True)
+        for reason in sorted(reasons):
+            terminalreporter.write_line(reason)
