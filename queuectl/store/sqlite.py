@@ -37,6 +37,9 @@ WAKE_CHECK_SECONDS = 0.005
 # SQLite limits host parameters per statement; stay well under it when looking up ids.
 ID_CHUNK = 500
 OWNER_ONLY = 0o600
+# Readers never wait on writers in WAL mode; this only covers rare moments such as WAL recovery.
+# Writers wait in _begin_immediate, which polls faster than SQLite's own handler.
+READ_BUSY_TIMEOUT = 5.0
 
 
 def _translate(method: Callable) -> Callable:
@@ -87,7 +90,7 @@ class SQLiteStore:
         try:
             conn = sqlite3.connect(
                 str(self.path),
-                timeout=self._busy_timeout,
+                timeout=READ_BUSY_TIMEOUT,
                 isolation_level=None,
                 check_same_thread=False,
             )
@@ -150,7 +153,7 @@ class SQLiteStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin_immediate()
         try:
             yield conn
         except BaseException:
@@ -158,6 +161,33 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _begin_immediate(self) -> None:
+        """Take the write lock, waiting up to the busy timeout.
+
+        SQLite's own busy handler sleeps at least a millisecond per try, and a claim holds the
+        lock for tens of microseconds; spinning here with short sleeps keeps workers from
+        idling behind each other."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 20e-6
+        while True:
+            time.sleep(pause)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            pause = min(pause * 2, 0.002)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

@@ -27,6 +27,7 @@ MIGRATIONS = [
     -- The ready-job lookup only ever walks waiting jobs, however many finished ones pile up.
     CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, seq)
         WHERE state IN ('pending', 'failed');
+    CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('pending', 'failed');
     CREATE INDEX jobs_lease ON jobs (lease_until) WHERE state = 'processing';
     CREATE INDEX jobs_worker ON jobs (worker_id) WHERE state = 'processing';
     CREATE INDEX jobs_state ON jobs (state, seq);
@@ -85,13 +86,14 @@ SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE job_seq = ? ORDER BY run_id
 
 COUNT_BY_STATE = "SELECT state, count(*) FROM jobs GROUP BY state"
 
-# {queue_filter} is either empty or "AND queue IN (?, ?, …)".
+# {queue_filter} is either empty or "AND queue IN (?, ?, …)". Without statistics the planner
+# prefers jobs_state and sorts every waiting job; INDEXED BY makes the lookup an index walk.
 CLAIM_JOB = """
 UPDATE jobs
 SET state = 'processing', attempts = attempts + 1, worker_id = :worker,
     lease_until = :now + :lease, updated_at = :now
 WHERE seq = (
-    SELECT seq FROM jobs
+    SELECT seq FROM jobs INDEXED BY jobs_ready
     WHERE state IN ('pending', 'failed') AND run_at <= :now {queue_filter}
     ORDER BY priority DESC, run_at, seq
     LIMIT 1
@@ -100,7 +102,8 @@ RETURNING seq, {columns}
 """
 
 NEXT_RUN_AT = """
-SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed') {queue_filter}
+SELECT min(run_at) FROM jobs INDEXED BY jobs_due
+WHERE state IN ('pending', 'failed') {queue_filter}
 """
 
 INSERT_RUN = """
