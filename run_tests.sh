@@ -38,8 +38,8 @@ if ! { command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 54
 fi
 
 echo "== ruff"
-"$VENV/bin/ruff" check queuectl tests benchmarks
-"$VENV/bin/ruff" format --check queuectl tests benchmarks
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
 
 echo "== pytest"
 exec "$VENV/bin/python" -m pytest -n "${QUEUECTL_TEST_WORKERS:-4}" "$@"

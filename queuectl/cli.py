@@ -442,7 +442,7 @@ def config_get(ctx: Context, key: str) -> None:
     click.echo(ctx.queue.config_get(key))
 
 
-@config_group.command("set")
+@config_group.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @pass_ctx

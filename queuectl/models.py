@@ -202,11 +202,20 @@ def retry_delay(attempts: int, max_retries: int, base: float, cap: float) -> flo
 SPEC_FIELDS = ("id", "command", "max_retries", "priority", "queue", "run_at", "delay", "timeout")
 
 
+# Names that open a device instead of a file on Windows, whatever the extension.
+WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"{name}{n}" for name in ("COM", "LPT") for n in range(1, 10)]
+)
+
+
 def log_file_name(job_id: str, run_id: int) -> str:
     """The log file of one run. Ids are untrusted: only [A-Za-z0-9_-] survive (no dots, no
     separators, so never `..` or a path), and the run id keeps names unique."""
     safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-") else "_" for ch in job_id)
-    return f"{safe[:64]}.{run_id}.log"
+    safe = safe[:64]
+    if safe.upper() in WINDOWS_DEVICES:
+        safe = "_" + safe[:63]
+    return f"{safe}.{run_id}.log"
 
 
 def new_job_id() -> str:
@@ -224,7 +233,16 @@ def check_name(value: Any, what: str, max_length: int) -> str:
         raise SpecError(f"{what} is {len(value)} characters long; the limit is {max_length}")
     if any(is_control(ch) for ch in value):
         raise SpecError(f"{what} must not contain control characters")
+    check_encodable(value, what)
     return value
+
+
+def check_encodable(value: str, what: str) -> None:
+    """JSON can spell lone surrogates (\\ud800) that no store or terminal can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError(f"{what} is not valid Unicode text (lone surrogate)") from None
 
 
 def is_control(ch: str) -> bool:
@@ -285,6 +303,10 @@ def parse_time(value: Any, what: str = "run_at") -> float:
         raise SpecError(f"{what} is not an ISO-8601 time: {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        moment.astimezone(timezone.utc)  # e.g. 9999-12-31T23:59-23:59 is past year 9999 in UTC
+    except OverflowError:
+        raise SpecError(f"{what} is out of range: {value!r}") from None
     return moment.timestamp()
 
 
@@ -292,7 +314,10 @@ def iso(epoch: float | None) -> str | None:
     """Epoch seconds to ISO-8601 UTC with millisecond precision, e.g. 2026-01-02T03:04:05.678Z."""
     if epoch is None:
         return None
-    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    try:
+        moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):  # stored by an older, laxer version
+        return str(epoch)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -308,6 +333,8 @@ def parse_spec_json(text: str) -> dict[str, Any]:
         raise SpecError(f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise SpecError("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python will convert
+        raise SpecError(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise SpecError(f"a job spec must be a JSON object, got {type_name(data)}")
     return data
@@ -333,6 +360,7 @@ def build_spec(data: dict[str, Any], defaults: dict[str, Any]) -> JobSpec:
         raise SpecError("command must not be empty")
     if "\x00" in command:
         raise SpecError("command must not contain NUL characters")
+    check_encodable(command, "command")
 
     job_id = data.get("id")
     job_id = new_job_id() if job_id is None else check_name(job_id, "id", MAX_ID_LENGTH)

@@ -272,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = Worker(store, queues=args.queues, burst=args.burst, quiet=args.quiet)
     signal.signal(signal.SIGTERM, worker.handle_signal)
     signal.signal(signal.SIGINT, worker.handle_signal)
+    if hasattr(signal, "SIGBREAK"):  # Windows: the supervisor relays stops as CTRL_BREAK_EVENT
+        signal.signal(signal.SIGBREAK, worker.handle_signal)
     try:
         return worker.run()
     except config.ConfigError as exc:

@@ -176,7 +176,9 @@ def sqlite_cli(sqlite_target: str, tmp_path: Path) -> CLI:
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Say loudly when PostgreSQL tests were skipped: a green run must not hide it."""
     skipped = terminalreporter.stats.get("skipped", [])
-    reasons = {str(report.longrepr[-1]) for report in skipped if "PostgreSQL" in str(report.longrepr)}
+    reasons = {
+        str(report.longrepr[-1]) for report in skipped if "PostgreSQL" in str(report.longrepr)
+    }
     if reasons:
         terminalreporter.write_sep("!", "PostgreSQL TESTS WERE SKIPPED", red=True, bold=True)
         for reason in sorted(reasons):

@@ -37,20 +37,40 @@ WAKE_CHECK_SECONDS = 0.005
 # SQLite limits host parameters per statement; stay well under it when looking up ids.
 ID_CHUNK = 500
 OWNER_ONLY = 0o600
-# Readers never wait on writers in WAL mode; this only covers rare moments such as WAL recovery.
-# Writers wait in _begin_immediate, which polls faster than SQLite's own handler.
-READ_BUSY_TIMEOUT = 5.0
+MIN_SQLITE = (3, 35, 0)
+# Waiting for a lock: SQLite's own busy handler sleeps at least a millisecond per try, while a
+# claim holds the write lock for tens of microseconds; we retry ourselves, starting far shorter.
+FIRST_BUSY_PAUSE = 20e-6
+LAST_BUSY_PAUSE = 0.002
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 def _translate(method: Callable) -> Callable:
-    """Turn driver errors into StoreError with a message a user can act on."""
+    """Retry while the store is locked (up to the busy timeout), then turn driver errors into
+    StoreError with a message a user can act on.
+
+    Retrying a whole method is safe: every method is one transaction, rolled back on error."""
 
     @functools.wraps(method)
     def wrapper(self: SQLiteStore, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise self._store_error(exc) from None
+        deadline = None
+        pause = FIRST_BUSY_PAUSE
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                if not _is_busy(exc):
+                    raise self._store_error(exc) from None
+                now = time.monotonic()
+                deadline = deadline or now + self._busy_timeout
+                if now >= deadline:
+                    raise self._store_error(exc) from None
+            time.sleep(pause)
+            pause = min(pause * 2, LAST_BUSY_PAUSE)
 
     return wrapper
 
@@ -76,6 +96,11 @@ class SQLiteStore:
     # -- opening ---------------------------------------------------------------------------
 
     def _connect(self, create_parent: bool, synchronous: str) -> sqlite3.Connection:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old: queuectl needs 3.35 or newer "
+                "(for UPDATE … RETURNING); use a Python built with a newer SQLite"
+            )
         parent = self.path.parent
         if not parent.is_dir():
             if not create_parent:
@@ -90,15 +115,15 @@ class SQLiteStore:
         try:
             conn = sqlite3.connect(
                 str(self.path),
-                timeout=READ_BUSY_TIMEOUT,
+                timeout=0,  # lock waits happen in _translate
                 isolation_level=None,
                 check_same_thread=False,
             )
             conn.execute(f"PRAGMA synchronous = {synchronous}")
-            self._conn = conn
-            self._migrate()
         except sqlite3.Error as exc:
             raise self._store_error(exc) from None
+        self._conn = conn
+        self._migrate()
         return conn
 
     def _create_owner_only(self) -> None:
@@ -112,6 +137,7 @@ class SQLiteStore:
             raise StoreError(f"cannot create store {self.path}: {exc.strerror}") from None
         os.close(fd)
 
+    @_translate
     def _migrate(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version >= len(sql.MIGRATIONS):
@@ -153,7 +179,7 @@ class SQLiteStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn
-        self._begin_immediate()
+        conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
         except BaseException:
@@ -161,33 +187,6 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-
-    def _begin_immediate(self) -> None:
-        """Take the write lock, waiting up to the busy timeout.
-
-        SQLite's own busy handler sleeps at least a millisecond per try, and a claim holds the
-        lock for tens of microseconds; spinning here with short sleeps keeps workers from
-        idling behind each other."""
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-        deadline = time.monotonic() + self._busy_timeout
-        pause = 20e-6
-        while True:
-            time.sleep(pause)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise
-            pause = min(pause * 2, 0.002)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -407,6 +406,7 @@ class SQLiteStore:
             now = self.now()
             if job_ids is None:
                 job_ids = [row[0] for row in conn.execute(sql.SELECT_DEAD_IDS)]
+            job_ids = list(dict.fromkeys(job_ids))  # the same id twice is one retry
             for job_id in job_ids:
                 if conn.execute(sql.RETRY_DEAD, {"now": now, "job": job_id}).rowcount == 1:
                     continue
