@@ -1,0 +1,65 @@
+"""Every command and subcommand has --help with an example (STYLE: sqlite-utils), reachable
+through `python -m queuectl`, and asking for help never touches a store."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from clikit import assert_ok, files_under
+from conftest import CLI
+
+from queuectl.cli import cli as root
+
+
+def command_paths(command: click.Command, prefix: tuple[str, ...] = ()):
+    yield prefix
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from command_paths(sub, (*prefix, name))
+
+
+PATHS = list(command_paths(root))
+
+# SPEC §4, every command a user may type.
+SPEC_COMMANDS = {
+    "enqueue",
+    "worker start",
+    "worker stop",
+    "status",
+    "list",
+    "show",
+    "logs",
+    "cancel",
+    "dlq list",
+    "dlq retry",
+    "config list",
+    "config get",
+    "config set",
+    "config unset",
+}
+
+
+def test_every_spec_command_exists():
+    assert {" ".join(path) for path in PATHS} >= SPEC_COMMANDS
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda path: " ".join(path) or "queuectl")
+def test_help_has_an_example_and_touches_no_store(path, tmp_path):
+    cli = CLI(str(tmp_path / "never.db"), tmp_path)
+    cli.env["HOME"] = str(tmp_path)
+    out = assert_ok(cli(*path, "--help"))
+    assert out.startswith("Usage: queuectl"), out
+    assert "Example" in out, out
+    command = root
+    for name in path:
+        command = command.commands[name]
+    for name in getattr(command, "commands", {}):  # a group lists its subcommands
+        assert name in out, name
+    assert files_under(tmp_path) == set()
+
+
+def test_short_help_option_and_version(tmp_path):
+    cli = CLI(str(tmp_path / "never.db"), tmp_path)
+    assert assert_ok(cli("-h")) == assert_ok(cli("--help"))
+    assert "queuectl" in assert_ok(cli("--version"))
+    assert files_under(tmp_path) == set()
