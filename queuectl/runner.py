@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,12 +27,11 @@ OWNER_ONLY = 0o600
 
 
 class RunningCommand:
-    """A started command. `wait()` blocks until it ends; `kill()` may be called from any thread."""
+    """A started command: wait for it, kill its whole process tree, describe how it ended."""
 
-    def __init__(self, command: str, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, command: str, extra_env: Mapping[str, str], log_path: Path) -> None:
         self.started = time.monotonic()
         self._kill_reason: tuple[Outcome, str] | None = None
-        self._lock = threading.Lock()
         self._log_path = log_path
         self._proc: subprocess.Popen | None = None
         self._start_error: str | None = None
@@ -40,12 +40,14 @@ class RunningCommand:
         except OSError as exc:
             self._start_error = f"could not start: cannot write log file {log_path}: {exc.strerror}"
             return
+        self._direct = False
         try:
-            self._proc = _spawn(command, env, log_fd)
+            self._proc, self._direct = _spawn(command, extra_env, log_fd)
         except OSError as exc:
             self._start_error = f"could not start: {exc.strerror or exc}"
         finally:
             os.close(log_fd)
+        self._pidfd = _pidfd(self._proc.pid) if self._proc else None
 
     @property
     def pid(self) -> int | None:
@@ -53,9 +55,7 @@ class RunningCommand:
 
     def kill(self, outcome: Outcome, reason: str, grace: float = KILL_GRACE_SECONDS) -> None:
         """Stop the whole process tree: SIGTERM, then SIGKILL after `grace` seconds."""
-        with self._lock:
-            if self._kill_reason is None:
-                self._kill_reason = (outcome, reason)
+        self._note_kill(outcome, reason)
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
@@ -70,9 +70,7 @@ class RunningCommand:
 
     def kill_now(self, outcome: Outcome, reason: str) -> None:
         """SIGKILL the tree at once; safe to call from a signal handler."""
-        with self._lock:
-            if self._kill_reason is None:
-                self._kill_reason = (outcome, reason)
+        self._note_kill(outcome, reason)
         proc = self._proc
         if proc is not None and proc.returncode is None:
             if IS_WINDOWS:
@@ -80,18 +78,44 @@ class RunningCommand:
             else:
                 _signal_group(proc.pid, signal.SIGKILL)
 
-    def wait(self) -> RunResult:
+    def _note_kill(self, outcome: Outcome, reason: str) -> None:
+        # The first reason wins (a timeout stays a timeout when a stop signal follows). No
+        # lock: the only other caller is a signal handler on this same thread.
+        if self._kill_reason is None:
+            self._kill_reason = (outcome, reason)
+
+    def wait_for_exit(self, timeout: float) -> bool:
+        """Block until the command exits (True) or `timeout` seconds pass (False)."""
+        if self._proc is None or self._proc.returncode is not None:
+            return True
+        if self._pidfd is not None:
+            # A pidfd becomes readable when the process exits: no polling, instant wake-up.
+            return bool(select.select([self._pidfd], [], [], timeout)[0])
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def result(self) -> RunResult:
+        """Reap the command (waiting if needed) and describe how the run ended."""
         if self._proc is None:
             return RunResult(Outcome.NOT_STARTED, None, self._start_error, "", str(self._log_path))
         returncode = self._proc.wait()
-        tail = read_tail(self._log_path)
-        return self._result(returncode, tail)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        return self._result(returncode, read_tail(self._log_path))
 
     def _result(self, returncode: int, tail: str) -> RunResult:
         log = str(self._log_path)
         if self._kill_reason is not None:
             outcome, reason = self._kill_reason
             return RunResult(outcome, None, reason, tail, log)
+        if returncode < 0 and self._direct:
+            # Through `sh -c`, a program killed by a signal is reported by the shell as exit
+            # status 128 + N; a program started without the shell must look the same.
+            returncode = 128 - returncode
         if returncode < 0:
             name = _signal_name(-returncode)
             return RunResult(Outcome.KILLED, None, f"killed by signal {name}", tail, log)
@@ -100,31 +124,81 @@ class RunningCommand:
         return RunResult(Outcome.EXITED, returncode, _exit_message(returncode), tail, log)
 
 
+_log_dirs_made: set[Path] = set()
+
+
 def _open_log(path: Path) -> int:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent not in _log_dirs_made:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _log_dirs_made.add(path.parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
     return os.open(path, flags, OWNER_ONLY)
 
 
-def _spawn(command: str, env: Mapping[str, str], log_fd: int) -> subprocess.Popen:
-    common = {
-        "stdin": subprocess.DEVNULL,
-        "stdout": log_fd,
-        "stderr": subprocess.STDOUT,
-        "env": dict(env),
-        "close_fds": True,
-    }
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux ≥ 5.3: fall back to Popen.wait(timeout)
+        return None
+
+
+# A word the shell passes through untouched: no quoting, expansion, globbing, redirection,
+# separator, assignment or tilde can hide in it.
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_@%+,./:-]+")
+# Shell builtins and keywords behave differently from (or have no) programs of the same name.
+_SHELL_WORD_TEXT = (
+    "! . : [ [[ ]] { } alias bg break builtin case cd command continue do done echo elif else "
+    "esac eval exec exit export false fc fg fi for function getopts hash if in jobs kill let "
+    "local printf pwd read readonly return select set shift source test then time times trap "
+    "true type typeset ulimit umask unalias unset until wait while"
+)
+SHELL_WORDS = frozenset(_SHELL_WORD_TEXT.split())
+
+
+def plain_argv(command: str) -> list[str] | None:
+    """The argv of a command that `sh -c` would run as one plain program, or None.
+
+    Starting such a command without the shell saves a process and gives the same result: the
+    shell would only have searched PATH and exec'd it. Anything else goes through the shell."""
+    words = command.split(" ")
+    if words[0] in SHELL_WORDS or not all(_PLAIN_WORD.fullmatch(word) for word in words):
+        return None
+    return words
+
+
+_devnull: int | None = None
+
+
+def _stdin() -> int:
+    global _devnull
+    if _devnull is None:
+        _devnull = os.open(os.devnull, os.O_RDONLY)
+    return _devnull
+
+
+def _spawn(
+    command: str, extra_env: Mapping[str, str], log_fd: int
+) -> tuple[subprocess.Popen, bool]:
+    """Start the command; returns the process and whether it was started without the shell."""
+    # The worker runs one command at a time, so the job's variables go into its own
+    # environment, which the child inherits as is: passing env= would re-encode every
+    # variable on every spawn.
+    os.environ.update(extra_env)
+    common = {"stdin": _stdin(), "stdout": log_fd, "stderr": subprocess.STDOUT, "close_fds": True}
     if IS_WINDOWS:
         flags = subprocess.CREATE_NEW_PROCESS_GROUP
-        return subprocess.Popen(command, shell=True, creationflags=flags, **common)
+        return subprocess.Popen(command, shell=True, creationflags=flags, **common), False
     # No preexec_fn: it would force fork() instead of vfork() and cut the spawn rate by about
     # three. A dead worker's command is killed by the supervisor (a child subreaper) or, if the
     # whole pool died, by the worker that rescues the job (kill_orphaned_run).
-    return subprocess.Popen(
-        ["/bin/sh", "-c", command],
-        start_new_session=True,  # its own process group: a kill reaches everything it started
-        **common,
-    )
+    # start_new_session: its own process group, so a kill reaches everything it started.
+    argv = plain_argv(command)
+    if argv is not None:
+        try:
+            return subprocess.Popen(argv, start_new_session=True, **common), True
+        except OSError:
+            pass  # not found, not executable, a script without #!: the shell says how it fails
+    return subprocess.Popen(["/bin/sh", "-c", command], start_new_session=True, **common), False
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -12,7 +12,6 @@ import secrets
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Sequence
 
@@ -24,6 +23,10 @@ from .store import Store, open_store
 
 # Store errors (locked, read-only, disk full) make the worker wait this long at most, then retry.
 MAX_STORE_RETRY_SECONDS = 5.0
+
+
+# A running job's pid is recorded (and its lease first extended) this long after it starts.
+FIRST_BEAT_SECONDS = 0.05
 
 
 def heartbeat_interval(lease_seconds: float) -> float:
@@ -50,7 +53,6 @@ class Worker:
         self.forced = False
         self._running: RunningCommand | None = None
         self._settings: dict = {}
-        self._env = {key: value for key, value in os.environ.items()}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -148,49 +150,49 @@ class Worker:
     # -- one job ---------------------------------------------------------------------------
 
     def run_claim(self, claim: Claim) -> None:
+        """Run one claimed job to its end, heartbeating from this same thread: the wait for
+        the command wakes for each heartbeat, the timeout, or the command's exit."""
         job = claim.job
         self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
         log_path = self.store.log_dir / log_file_name(job.id, claim.run_id)
-        env = dict(self._env, QUEUECTL_JOB_ID=job.id, QUEUECTL_ATTEMPT=str(claim.attempt))
-        running = RunningCommand(job.command, env, log_path)
+        extra_env = {"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(claim.attempt)}
+        running = RunningCommand(job.command, extra_env, log_path)
         self._running = running
-        if running.pid is not None:
-            try:
-                self.store.set_run_pid(claim, running.pid)
-            except StoreError as exc:  # only cleanup after a crash needs it
-                self.say(f"{job.id}: could not record the pid: {exc}")
-        if self.forced:
-            running.kill_now(Outcome.KILLED, "killed: the worker was forced to stop")
-        finished = threading.Event()
-        monitor = threading.Thread(
-            target=self._monitor, args=(claim, running, finished), daemon=True
-        )
-        monitor.start()
         try:
-            result = running.wait()
+            if self.forced:
+                running.kill_now(Outcome.KILLED, "killed: the worker was forced to stop")
+            self._watch(claim, running)
+            result = running.result()
         finally:
-            finished.set()
-            monitor.join()
             self._running = None
         self._record(claim, result, time.monotonic() - running.started)
 
-    def _monitor(self, claim: Claim, running: RunningCommand, finished: threading.Event) -> None:
-        """Heartbeat while the command runs; kill it on timeout, cancel or lost lease."""
+    def _watch(self, claim: Claim, running: RunningCommand) -> None:
+        """Until the command exits: record its pid, heartbeat, and kill it on timeout, cancel
+        or a lost lease. Jobs shorter than FIRST_BEAT_SECONDS cost no store write here."""
         lease = self._settings["lease-seconds"]
         interval = heartbeat_interval(lease)
         timeout = claim.job.timeout
         deadline = running.started + timeout if timeout > 0 else None
+        next_beat = running.started + min(FIRST_BEAT_SECONDS, interval)
+        pid_recorded = running.pid is None
         while True:
-            wait = interval
-            if deadline is not None:
-                wait = min(wait, max(0.0, deadline - time.monotonic()))
-            if finished.wait(wait):
+            wake = next_beat if deadline is None else min(next_beat, deadline)
+            if running.wait_for_exit(max(0.0, wake - time.monotonic())):
                 return
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 deadline = None
                 running.kill(Outcome.TIMED_OUT, f"timed out after {timeout:g}s")
                 continue
+            if now < next_beat:
+                continue
+            next_beat = now + interval
             try:
+                if not pid_recorded:
+                    # Lets a rescuer on this host kill what a crashed pool left running.
+                    self.store.set_run_pid(claim, running.pid)
+                    pid_recorded = True
                 beat = self.store.heartbeat(self.id, lease, claim)
             except StoreError as exc:
                 self.say(f"{claim.job.id}: heartbeat failed, will retry: {exc}")
