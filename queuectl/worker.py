@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.parent is not None and os.getppid() != args.parent:
         return 1  # the supervisor is already gone
     try:
-        store = open_store(args.db)
+        store = open_store(args.db, synchronous="NORMAL")
     except StoreError as exc:
         print(f"queuectl worker: {exc}", file=sys.stderr)
         return 1

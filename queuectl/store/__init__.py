@@ -170,8 +170,30 @@ def busy_timeout() -> float:
         ) from None
 
 
-def open_store(target: str | None = None, clock: Callable[[], float] | None = None) -> Store:
-    """Open (creating if needed) the store that TARGET names."""
+SYNC_MODES = ("NORMAL", "FULL")
+
+
+def sqlite_synchronous(default: str) -> str:
+    """SQLite's `synchronous` for this process: QUEUECTL_SQLITE_SYNCHRONOUS, else `default`.
+
+    The CLI defaults to FULL: an acknowledged enqueue survives power loss. Workers default to
+    NORMAL: a power cut may undo their last claims and outcomes, and those jobs run again,
+    which at-least-once delivery allows; a process crash loses nothing in either mode."""
+    text = os.environ.get("QUEUECTL_SQLITE_SYNCHRONOUS", default).strip().upper()
+    if text not in SYNC_MODES:
+        raise StoreError(f"QUEUECTL_SQLITE_SYNCHRONOUS must be NORMAL or FULL, got {text!r}")
+    return text
+
+
+def open_store(
+    target: str | None = None,
+    clock: Callable[[], float] | None = None,
+    synchronous: str = "FULL",
+) -> Store:
+    """Open (creating if needed) the store that TARGET names.
+
+    `synchronous` is the SQLite durability default for this process (see sqlite_synchronous);
+    PostgreSQL commits are always durable."""
     resolved = resolve_target(target)
     if is_postgres(resolved):
         from .postgres import PostgresStore
@@ -181,4 +203,10 @@ def open_store(target: str | None = None, clock: Callable[[], float] | None = No
 
     path = sqlite_path(resolved)
     create_parent = target is None and not os.environ.get("QUEUECTL_DB")
-    return SQLiteStore(path, busy_timeout=busy_timeout(), clock=clock, create_parent=create_parent)
+    return SQLiteStore(
+        path,
+        busy_timeout=busy_timeout(),
+        clock=clock,
+        create_parent=create_parent,
+        synchronous=sqlite_synchronous(synchronous),
+    )

@@ -30,9 +30,10 @@ from ..models import (
 )
 from . import Heartbeat, RetryPolicy, WorkerInfo
 from . import sqlite_sql as sql
+from .wakeup import FifoWakeup, notify_all, wake_dir_for
 
-# How often an idle worker looks at PRAGMA data_version; a change means another connection
-# committed, so there may be work. The check reads a counter in shared memory.
+# Without named pipes, how often an idle worker looks at PRAGMA data_version; a change means
+# another connection committed, so there may be work. The check reads shared memory.
 WAKE_CHECK_SECONDS = 0.005
 # SQLite limits host parameters per statement; stay well under it when looking up ids.
 ID_CHUNK = 500
@@ -92,6 +93,9 @@ class SQLiteStore:
         self._clock = clock or time.time
         self._conn = self._connect(create_parent, synchronous)
         self._worker_identity: dict[str, tuple[str, int]] = {}
+        self._wake_dir = wake_dir_for(self.path)
+        self._wakeup: FifoWakeup | None = None
+        self._wakeup_tried = False
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -172,6 +176,8 @@ class SQLiteStore:
         return StoreError(f"{where}: {text}")
 
     def close(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.close()
         self._conn.close()
 
     # -- transactions ----------------------------------------------------------------------
@@ -230,6 +236,7 @@ class SQLiteStore:
                 conn.executemany(sql.INSERT_JOB, rows)
         except sqlite3.IntegrityError:
             raise DuplicateJob(self._first_existing([spec.id for spec in specs])) from None
+        notify_all(self._wake_dir)
         return [spec.id for spec in specs]
 
     def _first_existing(self, ids: list[str]) -> str:
@@ -414,6 +421,7 @@ class SQLiteStore:
                 if row is None:
                     raise JobNotFound(job_id)
                 raise InvalidTransition(f"job {job_id!r} is {row[0]}, not dead")
+        notify_all(self._wake_dir)
         return list(job_ids)
 
     @_translate
@@ -457,6 +465,7 @@ class SQLiteStore:
     @_translate
     def register_worker(self, worker_id: str, host: str, pid: int) -> None:
         self._worker_identity[worker_id] = (host, pid)
+        self._listen()
         with self._write() as conn:
             now = self.now()
             conn.execute(sql.REGISTER_WORKER, (worker_id, host, pid, now, now))
@@ -476,6 +485,7 @@ class SQLiteStore:
     def request_stop(self, lease_seconds: float) -> list[str]:
         with self._write() as conn:
             rows = conn.execute(sql.REQUEST_STOP, (self.now() - lease_seconds,)).fetchall()
+        notify_all(self._wake_dir)
         return [row[0] for row in rows]
 
     # -- waiting ---------------------------------------------------------------------------
@@ -486,8 +496,23 @@ class SQLiteStore:
         row = self._conn.execute(sql.NEXT_RUN_AT.format(queue_filter=queue_filter), params)
         return row.fetchone()[0]
 
-    @_translate
+    def _listen(self) -> None:
+        # Done when a worker registers, before its first claim, so that nothing committed
+        # after that claim can go unnoticed.
+        if not self._wakeup_tried:
+            self._wakeup_tried = True
+            self._wakeup = FifoWakeup.create(self._wake_dir)
+
     def wait_for_work(self, timeout: float) -> None:
+        self._listen()
+        if self._wakeup is not None:
+            self._wakeup.wait(timeout)
+            return
+        self._watch_data_version(timeout)
+
+    @_translate
+    def _watch_data_version(self, timeout: float) -> None:
+        """Fallback without named pipes: wake when another connection commits anything."""
         deadline = time.monotonic() + timeout
         seen = self._data_version()
         while True:
