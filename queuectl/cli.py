@@ -6,7 +6,6 @@ Exit status: 0 success, 1 a failed operation (bad spec, unknown job, store unusa
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -64,6 +63,8 @@ def json_option(func: Callable) -> Callable:
 
 
 def emit_json(data: object) -> None:
+    import json
+
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class ConfigError(ValueError):
@@ -44,8 +44,7 @@ def _count(text: str) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     name: str
     default: str
     parse: Callable[[str], float]
@@ -88,8 +87,7 @@ def parse_value(key: str, text: str) -> float:
         raise ConfigError(f"invalid value for {key}: {exc}") from None
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     key: str
     value: str
     source: str  # "env", "store" or "default"

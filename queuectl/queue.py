@@ -7,10 +7,9 @@ with Queue.open("jobs.db") as queue:
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import config
 from .errors import QueueError
@@ -18,8 +17,7 @@ from .models import Job, JobSpec, JobState, Run, SpecError, build_spec, parse_sp
 from .store import Store, WorkerInfo, open_store
 
 
-@dataclass(frozen=True)
-class Status:
+class Status(NamedTuple):
     store: str
     jobs: dict[str, int]
     workers: list[WorkerInfo]
@@ -134,6 +132,8 @@ class Queue:
         worker has killed the command, so the caller sees it gone."""
         previous = self.store.cancel(job_id)
         if previous is JobState.PROCESSING and wait > 0:
+            import socket
+
             runs = self.store.runs(job_id)
             if runs and runs[-1].pid and runs[-1].host == socket.gethostname():
                 from .runner import group_alive

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..errors import StoreError
 from ..models import Claim, Job, JobSpec, JobState, Run, RunResult
@@ -19,8 +17,7 @@ from ..models import Claim, Job, JobSpec, JobState, Run, RunResult
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 
-@dataclass(frozen=True)
-class WorkerInfo:
+class WorkerInfo(NamedTuple):
     id: str
     host: str
     pid: int
@@ -29,8 +26,7 @@ class WorkerInfo:
     current_job: str | None
 
 
-@dataclass(frozen=True)
-class Heartbeat:
+class Heartbeat(NamedTuple):
     """The store's answer to a heartbeat: do we still hold our run, and should we stop?"""
 
     held: bool
@@ -51,7 +47,7 @@ class Store(Protocol):
 
     description: str  # what `status` prints as the store in use
     target: str  # what another process passes to open_store to reach the same store
-    log_dir: Path  # where run output files go
+    log_dir: os.PathLike  # (a pathlib.Path) where this host writes run output files
 
     def close(self) -> None: ...
 
@@ -134,20 +130,20 @@ def resolve_target(target: str | None) -> str:
         return target
     if os.environ.get("QUEUECTL_DB"):
         return os.environ["QUEUECTL_DB"]
-    return str(default_path())
+    return default_path()
 
 
-def default_path() -> Path:
+def default_path() -> str:
     import click  # already imported by the CLI; only here for the app-dir rule
 
-    return Path(click.get_app_dir("queuectl")) / "queuectl.db"
+    return os.path.join(click.get_app_dir("queuectl"), "queuectl.db")
 
 
 def is_postgres(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
 
-def sqlite_path(target: str) -> Path:
+def sqlite_path(target: str) -> str:
     """A file path from TARGET: a plain path or sqlite:///relative / sqlite:////absolute."""
     if target.startswith("sqlite://"):
         rest = target[len("sqlite://") :]
@@ -156,8 +152,8 @@ def sqlite_path(target: str) -> Path:
         rest = rest[1:]
         if not rest:
             raise StoreError(f"bad SQLite URL {target!r}: no file name")
-        return Path(rest)
-    return Path(target).expanduser()
+        return rest
+    return os.path.expanduser(target)
 
 
 def busy_timeout() -> float:

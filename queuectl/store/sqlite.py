@@ -14,7 +14,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 from ..errors import DuplicateJob, InvalidTransition, JobNotFound, StoreBusy, StoreError
 from ..models import (
@@ -79,16 +78,17 @@ def _translate(method: Callable) -> Callable:
 class SQLiteStore:
     def __init__(
         self,
-        path: Path,
+        path: str | os.PathLike,
         busy_timeout: float = 30.0,
         clock: Callable[[], float] | None = None,
         create_parent: bool = False,
         synchronous: str = "NORMAL",
     ) -> None:
-        self.path = Path(os.path.abspath(path))
-        self.description = str(self.path)
-        self.target = str(self.path)  # what a worker process passes to open_store
-        self.log_dir = self.path.parent / "logs"
+        # Plain strings, not pathlib: `enqueue` runs in shell loops and pathlib costs 2 ms to
+        # import; log_dir (for workers, show and logs) is a Path, made when asked for.
+        self.path = os.path.abspath(path)
+        self.description = self.path
+        self.target = self.path  # what a worker process passes to open_store
         self._busy_timeout = busy_timeout
         self._clock = clock or time.time
         self._conn = self._connect(create_parent, synchronous)
@@ -105,20 +105,20 @@ class SQLiteStore:
                 f"SQLite {sqlite3.sqlite_version} is too old: queuectl needs 3.35 or newer "
                 "(for UPDATE … RETURNING); use a Python built with a newer SQLite"
             )
-        parent = self.path.parent
-        if not parent.is_dir():
+        parent = os.path.dirname(self.path)
+        if not os.path.isdir(parent):
             if not create_parent:
                 raise StoreError(f"cannot open store {self.path}: folder {parent} does not exist")
             try:
-                parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+                os.makedirs(parent, mode=0o700, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create folder {parent}: {exc.strerror}") from None
-        if self.path.is_dir():
+        if os.path.isdir(self.path):
             raise StoreError(f"cannot open store {self.path}: it is a folder")
         self._create_owner_only()
         try:
             conn = sqlite3.connect(
-                str(self.path),
+                self.path,
                 timeout=0,  # lock waits happen in _translate
                 isolation_level=None,
                 check_same_thread=False,
@@ -174,6 +174,12 @@ class SQLiteStore:
         if "full" in text:
             return StoreError(f"{where}: the disk is full ({text}); nothing was written")
         return StoreError(f"{where}: {text}")
+
+    @property
+    def log_dir(self):  # -> pathlib.Path
+        from pathlib import Path
+
+        return Path(os.path.dirname(self.path), "logs")
 
     def close(self) -> None:
         if self._wakeup is not None:
@@ -256,22 +262,20 @@ class SQLiteStore:
             row = conn.execute(sql.SELECT_JOB, (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(job_id)
-            job = _job(row[1:])
-            if with_runs:
-                job.runs = self._runs(conn, row[0], job_id)
+            runs = self._runs(conn, row[0], job_id) if with_runs else ()
+            job = Job.from_row(row[1:], runs)
         return job
 
     @_translate
     def runs(self, job_id: str) -> list[Run]:
-        return self.get(job_id, with_runs=True).runs
+        return list(self.get(job_id, with_runs=True).runs)
 
     def _runs(self, conn: sqlite3.Connection, seq: int, job_id: str) -> list[Run]:
-        runs = []
-        for row in conn.execute(sql.SELECT_RUNS, (seq,)):
-            run = Run(*row)
-            run.log_path = str(self.log_dir / log_file_name(job_id, run.run_id))
-            runs.append(run)
-        return runs
+        log_dir = self.log_dir
+        return [
+            Run(*row, log_path=str(log_dir / log_file_name(job_id, row[0])))
+            for row in conn.execute(sql.SELECT_RUNS, (seq,))
+        ]
 
     @_translate
     def list_jobs(
@@ -289,7 +293,7 @@ class SQLiteStore:
         if limit is not None:
             query += " LIMIT ?"
             params.append(limit)
-        return [_job(row) for row in self._conn.execute(query, params)]
+        return [Job.from_row(row) for row in self._conn.execute(query, params)]
 
     @_translate
     def counts(self) -> dict[str, int]:
@@ -311,7 +315,7 @@ class SQLiteStore:
             row = conn.execute(statement, params).fetchone()
             if row is None:
                 return None
-            job = _job(row[1:])
+            job = Job.from_row(row[1:])
             cursor = conn.execute(sql.INSERT_RUN, (row[0], job.attempts, worker_id, host, now))
         return Claim(job=job, worker_id=worker_id, attempt=job.attempts, run_id=cursor.lastrowid)
 
@@ -525,12 +529,6 @@ class SQLiteStore:
 
     def _data_version(self) -> int:
         return self._conn.execute("PRAGMA data_version").fetchone()[0]
-
-
-def _job(row: Sequence) -> Job:
-    job = Job(*row)
-    job.state = JobState(job.state)
-    return job
 
 
 def _fence(claim: Claim, **values) -> dict:

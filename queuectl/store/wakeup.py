@@ -15,16 +15,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import select
-from pathlib import Path
 
 
-def wake_dir_for(store_path: Path) -> Path:
-    return store_path.with_name(store_path.name + "-wake")
+def wake_dir_for(store_path: str) -> str:
+    return store_path + "-wake"
 
 
-def notify_all(wake_dir: Path) -> None:
+def notify_all(wake_dir: str) -> None:
     """Write a byte into every worker's pipe; forget pipes whose worker is gone."""
     try:
         entries = list(os.scandir(wake_dir))
@@ -51,18 +49,18 @@ def notify_all(wake_dir: Path) -> None:
 class FifoWakeup:
     """One worker's end: its own named pipe, and a wait that returns when woken."""
 
-    def __init__(self, path: Path, fd: int, keep_open_fd: int) -> None:
+    def __init__(self, path: str, fd: int, keep_open_fd: int) -> None:
         self.path = path
         self._fd = fd
         self._keep_open_fd = keep_open_fd
 
     @classmethod
-    def create(cls, wake_dir: Path) -> FifoWakeup | None:
+    def create(cls, wake_dir: str) -> FifoWakeup | None:
         if not hasattr(os, "mkfifo"):
             return None
         try:
-            wake_dir.mkdir(mode=0o700, exist_ok=True)
-            path = wake_dir / f"{secrets.token_hex(8)}.fifo"
+            os.makedirs(wake_dir, mode=0o700, exist_ok=True)
+            path = os.path.join(wake_dir, f"{os.urandom(8).hex()}.fifo")
             os.mkfifo(path, 0o600)
             # Read end, non-blocking so the open does not wait for a writer.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
