@@ -1,0 +1,344 @@
+"""Schema migrations and named statements of the PostgreSQL backend.
+
+Times are double precision epoch seconds, as on SQLite, so client-supplied times round-trip
+exactly and lease arithmetic stays plain numbers; every "now" is the server's clock (`NOW`),
+never a host's. Tables carry a `queuectl_` prefix because a PostgreSQL database is often shared
+with an application that may already have a `jobs` or `config` table.
+
+Statements use psycopg's `%(name)s` parameters; `{queue_filter}` is filled in per call, never
+with user data. The small functions at the end turn values into parameters and rows into objects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ..models import Claim, Job, JobSpec, Run, log_file_name
+
+# The server's clock at the start of the transaction: one value for every row a statement
+# touches, so a run's start and its job's update agree.
+NOW = "date_part('epoch', now())"
+
+# Serializes migrations of one database across every process that opens it at the same time.
+MIGRATION_LOCK = 0x71756575_6563746C  # "queuectl" in ASCII; fits a signed bigint
+
+CHANNEL = "queuectl_jobs"
+
+SCHEMA_TABLE_EXISTS = "SELECT to_regclass('queuectl_schema_version') IS NOT NULL"
+SELECT_SCHEMA = "SELECT version, store_id FROM queuectl_schema_version"
+LOCK_MIGRATIONS = f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
+CREATE_SCHEMA_TABLE = """
+CREATE TABLE IF NOT EXISTS queuectl_schema_version (
+    version  integer NOT NULL,
+    store_id text    NOT NULL
+)
+"""
+INSERT_SCHEMA = "INSERT INTO queuectl_schema_version (version, store_id) VALUES (0, %s)"
+SET_SCHEMA_VERSION = "UPDATE queuectl_schema_version SET version = %s"
+
+# Migration N brings the schema from version N-1 to N. Never edit one that has shipped.
+MIGRATIONS = [
+    """
+    CREATE TABLE queuectl_jobs (
+        seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id          text             NOT NULL UNIQUE,
+        command     text             NOT NULL,
+        state       text             NOT NULL,
+        attempts    integer          NOT NULL DEFAULT 0,
+        max_retries bigint           NOT NULL,
+        priority    bigint           NOT NULL DEFAULT 0,
+        queue       text             NOT NULL,
+        run_at      double precision NOT NULL,
+        timeout     double precision NOT NULL,
+        created_at  double precision NOT NULL,
+        updated_at  double precision NOT NULL,
+        exit_code   bigint,  -- Windows exit codes are unsigned 32-bit
+        last_error  text,
+        worker_id   text,
+        lease_until double precision
+    );
+    -- The ready-job lookup only ever walks waiting jobs, however many finished ones pile up.
+    CREATE INDEX queuectl_jobs_ready ON queuectl_jobs (priority DESC, run_at, seq)
+        WHERE state IN ('pending', 'failed');
+    CREATE INDEX queuectl_jobs_due ON queuectl_jobs (run_at) WHERE state IN ('pending', 'failed');
+    CREATE INDEX queuectl_jobs_lease ON queuectl_jobs (lease_until) WHERE state = 'processing';
+    CREATE INDEX queuectl_jobs_worker ON queuectl_jobs (worker_id) WHERE state = 'processing';
+    CREATE INDEX queuectl_jobs_state ON queuectl_jobs (state, seq);
+    CREATE INDEX queuectl_jobs_queue ON queuectl_jobs (queue, seq);
+
+    CREATE TABLE queuectl_runs (
+        run_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        job_seq     bigint           NOT NULL REFERENCES queuectl_jobs (seq) ON DELETE CASCADE,
+        attempt     integer          NOT NULL,
+        worker_id   text             NOT NULL,
+        host        text             NOT NULL,
+        pid         bigint,
+        started_at  double precision NOT NULL,
+        finished_at double precision,
+        outcome     text,
+        exit_code   bigint,
+        error       text,
+        output_tail text             NOT NULL DEFAULT '',
+        token       text  -- the claim's own id, to find it again after a lost COMMIT
+    );
+    CREATE INDEX queuectl_runs_job ON queuectl_runs (job_seq, run_id);
+
+    CREATE TABLE queuectl_workers (
+        id             text             PRIMARY KEY,
+        host           text             NOT NULL,
+        pid            bigint           NOT NULL,
+        started_at     double precision NOT NULL,
+        last_heartbeat double precision NOT NULL,
+        stop_requested boolean          NOT NULL DEFAULT false
+    );
+
+    CREATE TABLE queuectl_config (
+        key   text PRIMARY KEY,
+        value text NOT NULL
+    );
+    """,
+]
+
+JOB_COLUMNS = (
+    "id, command, state, attempts, max_retries, priority, queue, run_at, timeout, "
+    "created_at, updated_at, exit_code, last_error, worker_id, lease_until"
+)
+RUN_COLUMNS = (
+    "run_id, attempt, worker_id, host, started_at, finished_at, outcome, exit_code, error, "
+    "output_tail, pid"
+)
+
+SERVER_TIME = "SELECT date_part('epoch', clock_timestamp())"
+
+NOTIFY = f"SELECT pg_notify('{CHANNEL}', %s)"  # the payload says why, for debugging
+LISTEN = f"LISTEN {CHANNEL}"
+ANY_READY = f"""
+SELECT EXISTS (SELECT 1 FROM queuectl_jobs WHERE state IN ('pending', 'failed') AND run_at <= {NOW})
+"""
+
+# Bulk insert from parallel arrays: one statement per chunk. A conflicting id inserts nothing
+# for that row; the caller compares what came back and rolls the whole batch back.
+INSERT_JOBS = f"""
+INSERT INTO queuectl_jobs (id, command, state, max_retries, priority, queue, run_at, timeout,
+                           created_at, updated_at)
+SELECT s.id, s.command, 'pending', s.max_retries, s.priority, s.queue,
+       coalesce(s.run_at, {NOW} + s.delay), s.timeout, {NOW}, {NOW}
+FROM unnest(%(ids)s::text[], %(commands)s::text[], %(max_retries)s::int8[],
+            %(priorities)s::int8[], %(queues)s::text[], %(run_ats)s::float8[],
+            %(delays)s::float8[], %(timeouts)s::float8[])
+     WITH ORDINALITY AS s(id, command, max_retries, priority, queue, run_at, delay, timeout, n)
+ORDER BY s.n
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+ANALYZE_JOBS = "ANALYZE queuectl_jobs"
+
+SELECT_IDS_COMMANDS = "SELECT id, command FROM queuectl_jobs WHERE id = ANY(%s::text[])"
+
+SELECT_JOB = f"SELECT seq, {JOB_COLUMNS} FROM queuectl_jobs WHERE id = %s"
+
+SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM queuectl_runs WHERE job_seq = %s ORDER BY run_id"
+
+COUNT_BY_STATE = "SELECT state, count(*) FROM queuectl_jobs GROUP BY state"
+
+# One round trip: pick with SKIP LOCKED (concurrent claimers pass over each other's rows instead
+# of waiting), mark processing, count the attempt, open the run.
+# {queue_filter} is either empty or "AND queue = ANY(%(queues)s::text[])".
+CLAIM_JOB = f"""
+WITH claimed AS (
+    UPDATE queuectl_jobs
+    SET state = 'processing', attempts = attempts + 1, worker_id = %(worker)s,
+        lease_until = {NOW} + %(lease)s, updated_at = {NOW}
+    WHERE seq = (
+        SELECT seq FROM queuectl_jobs
+        WHERE state IN ('pending', 'failed') AND run_at <= {NOW} {{queue_filter}}
+        ORDER BY priority DESC, run_at, seq
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING *
+), run AS (
+    INSERT INTO queuectl_runs (job_seq, attempt, worker_id, host, started_at, token)
+    SELECT seq, attempts, %(worker)s, %(host)s, {NOW}, %(token)s FROM claimed
+    RETURNING run_id
+)
+SELECT claimed.seq, {", ".join("claimed." + c for c in JOB_COLUMNS.split(", "))}, run.run_id
+FROM claimed CROSS JOIN run
+"""
+
+# After a lost COMMIT of a claim: did it land? The token names this claim and nothing else.
+FIND_CLAIM = f"""
+SELECT j.seq, {", ".join("j." + c for c in JOB_COLUMNS.split(", "))}, r.run_id
+FROM queuectl_jobs j JOIN queuectl_runs r ON r.job_seq = j.seq AND r.attempt = j.attempts
+WHERE j.state = 'processing' AND j.worker_id = %(worker)s AND r.token = %(token)s
+"""
+
+NEXT_RUN_AT = """
+SELECT min(run_at) FROM queuectl_jobs WHERE state IN ('pending', 'failed') {queue_filter}
+"""
+
+SET_RUN_PID = "UPDATE queuectl_runs SET pid = %s WHERE run_id = %s"
+
+EXTEND_LEASE = f"""
+UPDATE queuectl_jobs SET lease_until = {NOW} + %(lease)s
+WHERE id = %(job)s AND state = 'processing' AND worker_id = %(worker)s AND attempts = %(attempt)s
+"""
+
+WORKER_HEARTBEAT = f"""
+UPDATE queuectl_workers SET last_heartbeat = {NOW} WHERE id = %s RETURNING stop_requested
+"""
+
+# Fencing: the outcome only lands while this worker still holds this attempt. A run closed
+# already (by cancel or by the rescuer) keeps that verdict; the tail still lands. A retry
+# scheduled wakes idle workers so they can plan for it. All in one round trip.
+FINISH_JOB = f"""
+WITH finished AS (
+    UPDATE queuectl_jobs
+    SET state = %(state)s,
+        run_at = CASE WHEN %(delay)s::float8 IS NULL THEN run_at ELSE {NOW} + %(delay)s END,
+        exit_code = %(exit_code)s, last_error = %(error)s,
+        worker_id = NULL, lease_until = NULL, updated_at = {NOW}
+    WHERE id = %(job)s AND state = 'processing' AND worker_id = %(worker)s
+          AND attempts = %(attempt)s
+    RETURNING state
+), closed AS (
+    UPDATE queuectl_runs
+    SET finished_at = coalesce(finished_at, {NOW}), outcome = coalesce(outcome, %(outcome)s),
+        exit_code = coalesce(exit_code, %(exit_code)s), error = coalesce(error, %(error)s),
+        output_tail = %(tail)s
+    -- Reading `finished` first locks the job row before the run row, the order cancel and
+    -- the rescuer use too, so they can never deadlock.
+    WHERE run_id = %(run_id)s AND (SELECT count(*) FROM finished) >= 0
+)
+SELECT (SELECT count(*) FROM finished),
+       (SELECT pg_notify('{CHANNEL}', 'retry') FROM finished WHERE state = 'failed')
+"""
+
+SELECT_RUN_OUTCOME = "SELECT outcome FROM queuectl_runs WHERE run_id = %s"
+
+# SKIP LOCKED: two rescuers never wait on each other, and a job whose worker is heartbeating
+# right now is left alone (the rescue below re-checks the lease anyway).
+SELECT_EXPIRED = f"""
+SELECT seq, id, attempts, max_retries, worker_id FROM queuectl_jobs
+WHERE state = 'processing' AND lease_until < {NOW}
+FOR UPDATE SKIP LOCKED
+"""
+
+RESCUE_JOB = f"""
+UPDATE queuectl_jobs
+SET state = %(state)s, run_at = {NOW} + %(delay)s, last_error = %(error)s, exit_code = NULL,
+    worker_id = NULL, lease_until = NULL, updated_at = {NOW}
+WHERE seq = %(seq)s AND state = 'processing' AND attempts = %(attempt)s
+      AND lease_until < {NOW}
+"""
+
+CLOSE_LOST_RUN = f"""
+UPDATE queuectl_runs SET finished_at = {NOW}, outcome = 'lost', error = %(error)s
+WHERE job_seq = %(seq)s AND attempt = %(attempt)s AND finished_at IS NULL
+"""
+
+PRUNE_WORKERS = f"DELETE FROM queuectl_workers WHERE last_heartbeat < {NOW} - %s"
+
+RETRY_DEAD = f"""
+UPDATE queuectl_jobs
+SET state = 'pending', attempts = 0, run_at = {NOW}, updated_at = {NOW},
+    worker_id = NULL, lease_until = NULL
+WHERE id = %s AND state = 'dead'
+"""
+
+SELECT_DEAD_IDS = "SELECT id FROM queuectl_jobs WHERE state = 'dead' ORDER BY seq FOR UPDATE"
+SELECT_STATE = "SELECT state FROM queuectl_jobs WHERE id = %s"
+COUNT_DEAD = "SELECT count(*) FROM queuectl_jobs WHERE id = ANY(%s::text[]) AND state = 'dead'"
+
+SELECT_FOR_CANCEL = "SELECT seq, state, attempts FROM queuectl_jobs WHERE id = %s FOR UPDATE"
+
+CANCEL_JOB = f"""
+UPDATE queuectl_jobs SET state = 'canceled', last_error = 'canceled', worker_id = NULL,
+    lease_until = NULL, updated_at = {NOW}
+WHERE id = %(job)s AND state IN ('pending', 'failed', 'processing')
+"""
+
+CLOSE_CANCELED_RUN = f"""
+UPDATE queuectl_runs SET finished_at = {NOW}, outcome = 'canceled', error = 'canceled'
+WHERE job_seq = %(seq)s AND attempt = %(attempt)s AND finished_at IS NULL
+"""
+
+SELECT_CONFIG = "SELECT key, value FROM queuectl_config"
+UPSERT_CONFIG = """
+INSERT INTO queuectl_config (key, value) VALUES (%s, %s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+"""
+DELETE_CONFIG = "DELETE FROM queuectl_config WHERE key = %s"
+SELECT_CONFIG_KEY = "SELECT 1 FROM queuectl_config WHERE key = %s"
+
+REGISTER_WORKER = f"""
+INSERT INTO queuectl_workers (id, host, pid, started_at, last_heartbeat)
+VALUES (%s, %s, %s, {NOW}, {NOW})
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat
+"""
+UNREGISTER_WORKER = "DELETE FROM queuectl_workers WHERE id = %s"
+# A worker's current job is derived, not stored: whatever it holds in `processing`.
+LIVE_WORKERS = f"""
+SELECT w.id, w.host, w.pid, w.started_at, w.last_heartbeat,
+       (SELECT j.id FROM queuectl_jobs j
+        WHERE j.state = 'processing' AND j.worker_id = w.id LIMIT 1)
+FROM queuectl_workers w
+WHERE w.last_heartbeat >= {NOW} - %s ORDER BY w.started_at, w.id
+"""
+# The notification wakes idle workers, which then look at the store (SPEC §4 `worker stop`).
+REQUEST_STOP = f"""
+WITH asked AS (
+    UPDATE queuectl_workers SET stop_requested = true
+    WHERE last_heartbeat >= {NOW} - %s RETURNING id, started_at
+)
+SELECT id, pg_notify('{CHANNEL}', 'stop') FROM asked ORDER BY started_at, id
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters and rows
+
+
+def job_arrays(specs: Sequence[JobSpec]) -> dict[str, list]:
+    """INSERT_JOBS parameters: one array per column."""
+    return {
+        "ids": [spec.id for spec in specs],
+        "commands": [spec.command for spec in specs],
+        "max_retries": [spec.max_retries for spec in specs],
+        "priorities": [spec.priority for spec in specs],
+        "queues": [spec.queue for spec in specs],
+        "run_ats": [spec.run_at for spec in specs],
+        "delays": [spec.delay for spec in specs],
+        "timeouts": [spec.timeout for spec in specs],
+    }
+
+
+def clean(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; job output can."""
+    return None if text is None else text.replace("\x00", "\ufffd")
+
+
+def to_run(row: Sequence, job_id: str, log_dir: os.PathLike) -> Run:
+    """A run from a SELECT_RUNS row, with the path its log has on the host that ran it."""
+    return Run(*row, log_path=os.path.join(log_dir, log_file_name(job_id, row[0])))
+
+
+def to_claim(row: Sequence | None, worker_id: str) -> Claim | None:
+    """A claim from a CLAIM_JOB or FIND_CLAIM row: seq, the job's columns, run_id."""
+    if row is None:
+        return None
+    job = Job.from_row(row[1:-1])
+    return Claim(job=job, worker_id=worker_id, attempt=job.attempts, run_id=row[-1])
+
+
+def fence(claim: Claim, **values) -> dict:
+    """Parameters naming the claim: statements act only while it is still held."""
+    return {"job": claim.job.id, "worker": claim.worker_id, "attempt": claim.attempt, **values}
+
+
+def queue_filter(queues: Sequence[str] | None) -> tuple[str, dict]:
+    if not queues:
+        return "", {}
+    return "AND queue = ANY(%(queues)s::text[])", {"queues": list(queues)}
