@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .worker import WORKER_TARGET_VARIABLE
+
 IS_LINUX = sys.platform.startswith("linux")
 _PR_SET_CHILD_SUBREAPER = 36
 # A worker that dies sooner than this after starting is restarted only after a pause.
@@ -52,8 +54,7 @@ class Supervisor:
         return 1 if (self.failed or self.signals_seen > 1) else 0
 
     def _command(self) -> list[str]:
-        args = [sys.executable, "-m", "queuectl.worker", "--db", self.target]
-        args += ["--parent", str(os.getpid())]
+        args = [sys.executable, "-m", "queuectl.worker", "--parent", str(os.getpid())]
         for queue in self.queues:
             args += ["--queue", queue]
         if self.burst:
@@ -68,7 +69,10 @@ class Supervisor:
             extra["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         else:
             extra["start_new_session"] = True
-        proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, **extra)
+        # The target goes through the environment, not argv: a PostgreSQL URL may hold a
+        # password, and argv is visible to every user in `ps`. The worker removes it again.
+        env = dict(os.environ, **{WORKER_TARGET_VARIABLE: self.target})
+        proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, env=env, **extra)
         self.workers[proc.pid] = (proc, time.monotonic())
 
     def _reap(self) -> None:

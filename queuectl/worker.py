@@ -25,6 +25,8 @@ from .store import Store, open_store
 MAX_STORE_RETRY_SECONDS = 5.0
 
 
+# How the supervisor hands a worker its store; removed at once, so jobs never see it.
+WORKER_TARGET_VARIABLE = "QUEUECTL_WORKER_TARGET"
 # A running job's pid is recorded (and its lease first extended) this long after it starts.
 FIRST_BEAT_SECONDS = 0.05
 
@@ -132,16 +134,17 @@ class Worker:
             attempts, max_retries, self._settings["backoff-base"], self._settings["backoff-max"]
         )
 
-    def _retrying(self, action):
+    def _retrying(self, action, while_stopping: bool = False):
         """Run a store action; on a store error wait (with backoff) and retry, never die.
 
-        Returns the action's result, or None when a stop was forced while waiting."""
+        Returns the action's result, or None when it is abandoned: a stop was forced, or (for
+        actions not needed `while_stopping`, such as a claim) a graceful stop was asked for."""
         delay = 0.05
         while True:
             try:
                 return action()
             except StoreError as exc:
-                if self.forced:
+                if self.forced or (self.stopping and not while_stopping):
                     return None
                 self.say(f"store error, retrying in {delay:.2g}s: {exc}")
                 time.sleep(delay)
@@ -205,11 +208,13 @@ class Worker:
     def _record(self, claim: Claim, result: RunResult, seconds: float) -> None:
         job = claim.job
         if result.succeeded:
-            held = self._retrying(lambda: self.store.complete(claim, result))
+            held = self._retrying(lambda: self.store.complete(claim, result), while_stopping=True)
             verdict = f"completed in {seconds:.2f}s"
         else:
             delay = self.retry_policy(claim.attempt, job.max_retries)
-            held = self._retrying(lambda: self.store.fail(claim, result, delay))
+            held = self._retrying(
+                lambda: self.store.fail(claim, result, delay), while_stopping=True
+            )
             then = "dead (retries exhausted)" if delay is None else f"retry in {delay:g}s"
             verdict = f"failed: {result.error}; {then}"
         if held is False:
@@ -257,7 +262,7 @@ def _die_with_parent() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m queuectl.worker")
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", help=f"store target (default: ${WORKER_TARGET_VARIABLE})")
     parser.add_argument("--queue", action="append", dest="queues")
     parser.add_argument("--burst", action="store_true")
     parser.add_argument("--quiet", action="store_true")
@@ -267,7 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.parent is not None and os.getppid() != args.parent:
         return 1  # the supervisor is already gone
     try:
-        store = open_store(args.db, synchronous="NORMAL")
+        target = os.environ.pop(WORKER_TARGET_VARIABLE, None) or args.db
+        if not target:
+            raise StoreError(f"no store: pass --db or set {WORKER_TARGET_VARIABLE}")
+        store = open_store(target, synchronous="NORMAL")
     except StoreError as exc:
         print(f"queuectl worker: {exc}", file=sys.stderr)
         return 1

@@ -13,7 +13,9 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,11 +37,13 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, interval: f
         time.sleep(interval)
 
 
-def base_env(db: str) -> dict[str, str]:
-    """The environment for a CLI or worker process: this store, fast timings, no stray config."""
+def base_env(db: str, home: Path) -> dict[str, str]:
+    """The environment for a CLI or worker process: this store, no stray config, and a config
+    folder of the test's own (PostgreSQL run logs go there, not into the real home)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
     env.update(
         QUEUECTL_DB=db,
+        XDG_CONFIG_HOME=str(home / "xdg-config"),
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
         PYTHONUNBUFFERED="1",
     )
@@ -52,7 +56,7 @@ class CLI:
     def __init__(self, db: str, cwd: Path) -> None:
         self.db = db
         self.cwd = cwd
-        self.env = base_env(db)
+        self.env = base_env(db, cwd)
 
     def __call__(
         self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 60
@@ -130,25 +134,33 @@ def pg_database(worker_id: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _reset_postgres(url: str) -> None:
+@contextmanager
+def _private_schema(url: str) -> Iterator[str]:
+    """A schema of this test's own, selected through the URL: a worker left over from an
+    earlier test can never touch this test's tables."""
     import psycopg
 
+    schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.execute("CREATE SCHEMA public")
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{url}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
-def db_target(request, tmp_path: Path) -> str:
+def db_target(request, tmp_path: Path) -> Iterator[str]:
     """A store target for each backend, empty at the start of the test."""
     if request.param == "sqlite":
-        return str(tmp_path / "queue.db")
-    url = request.getfixturevalue("pg_database")
-    _reset_postgres(url)
-    return url
+        yield str(tmp_path / "queue.db")
+        return
+    with _private_schema(request.getfixturevalue("pg_database")) as url:
+        yield url
 
 
 @pytest.fixture
