@@ -132,12 +132,10 @@ class Queue:
         worker has killed the command, so the caller sees it gone."""
         previous = self.store.cancel(job_id)
         if previous is JobState.PROCESSING and wait > 0:
-            import socket
+            from .runner import group_alive, host_name
 
             runs = self.store.runs(job_id)
-            if runs and runs[-1].pid and runs[-1].host == socket.gethostname():
-                from .runner import group_alive
-
+            if runs and runs[-1].pid and runs[-1].host == host_name():
                 deadline = time.monotonic() + wait
                 while group_alive(runs[-1].pid) and time.monotonic() < deadline:
                     time.sleep(0.05)

@@ -239,6 +239,13 @@ def _exit_message(code: int) -> str:
     return f"exited with code {code}"
 
 
+def host_name() -> str:
+    """This host's name as workers record it: QUEUECTL_HOSTNAME, else the system's."""
+    import socket
+
+    return os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
+
+
 def kill_orphaned_run(pgid: int, job_id: str) -> bool:
     """Kill what is left of a lost run on this host: its process group, if the group still
     holds a process started for this job (checked through /proc, so a recycled id is never

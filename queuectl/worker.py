@@ -10,15 +10,15 @@ import argparse
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections.abc import Sequence
 
 from . import config
 from .errors import StoreError
+from .faults import crash_point
 from .models import Claim, Outcome, RunResult, log_file_name, retry_delay
-from .runner import RunningCommand, kill_orphaned_run
+from .runner import RunningCommand, host_name, kill_orphaned_run
 from .store import Store, open_store
 
 # Store errors (locked, read-only, disk full) make the worker wait this long at most, then retry.
@@ -48,7 +48,9 @@ class Worker:
         self.store = store
         self.queues = list(queues) if queues else None
         self.burst = burst
-        self.host = socket.gethostname()
+        # QUEUECTL_HOSTNAME: for containers whose host names repeat, and for tests that run
+        # several "hosts" on one machine.
+        self.host = host_name()
         self.id = worker_id or f"{self.host}-{os.getpid()}-{secrets.token_hex(3)}"
         self.quiet = quiet
         self.stopping = False
@@ -155,6 +157,7 @@ class Worker:
     def run_claim(self, claim: Claim) -> None:
         """Run one claimed job to its end, heartbeating from this same thread: the wait for
         the command wakes for each heartbeat, the timeout, or the command's exit."""
+        crash_point("after-claim")
         job = claim.job
         self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
         log_path = self.store.log_dir / log_file_name(job.id, claim.run_id)
@@ -168,6 +171,7 @@ class Worker:
             result = running.result()
         finally:
             self._running = None
+        crash_point("after-exit")
         self._record(claim, result, time.monotonic() - running.started)
 
     def _watch(self, claim: Claim, running: RunningCommand) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from ..errors import DuplicateJob, InvalidTransition, JobNotFound, StoreBusy, StoreError
+from ..faults import crash_point
 from ..models import (
     FINISHED_STATES,
     STATES,
@@ -317,6 +318,7 @@ class SQLiteStore:
                 return None
             job = Job.from_row(row[1:])
             cursor = conn.execute(sql.INSERT_RUN, (row[0], job.attempts, worker_id, host, now))
+            crash_point("claim-before-commit")
         return Claim(job=job, worker_id=worker_id, attempt=job.attempts, run_id=cursor.lastrowid)
 
     @_translate
@@ -378,6 +380,7 @@ class SQLiteStore:
                     "run_id": claim.run_id,
                 },
             )
+            crash_point("finish-before-commit")
         return finished.rowcount == 1
 
     @_translate
