@@ -1,0 +1,16 @@
+"""The figures, in the order they run. Each module has NAME and run(bench, backend) -> rows."""
+
+from . import bulk_enqueue, claim_scale, enqueue_latency, memory, pickup, read_scale, throughput
+
+FIGURES = {
+    module.NAME: module
+    for module in (
+        throughput,
+        bulk_enqueue,
+        enqueue_latency,
+        pickup,
+        claim_scale,
+        read_scale,
+        memory,
+    )
+}
