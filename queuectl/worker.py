@@ -200,6 +200,7 @@ class Worker:
                     # Lets a rescuer on this host kill what a crashed pool left running.
                     self.store.set_run_pid(claim, running.pid)
                     pid_recorded = True
+                    running.publish_log()  # a run this long may be followed with `logs`
                 beat = self.store.heartbeat(self.id, lease, claim)
             except StoreError as exc:
                 self.say(f"{claim.job.id}: heartbeat failed, will retry: {exc}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,8 +108,39 @@ def test_a_timeout_kill_of_a_direct_program_is_a_kill_not_an_exit_code(tmp_path)
 def test_log_files_are_owner_only(tmp_path):
     old = os.umask(0)
     try:
-        run("sleep 0", tmp_path)
+        run("printenv HOME", tmp_path)
     finally:
         os.umask(old)
     assert (tmp_path / "logs" / "run.log").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "logs").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_silent_run_leaves_no_log_file_and_a_printing_one_does(tmp_path):
+    silent = run("sleep 0", tmp_path)
+    assert silent.output_tail == "" and not (tmp_path / "logs" / "run.log").exists()
+    loud = run("printenv HOME", tmp_path)
+    assert (tmp_path / "logs" / "run.log").read_text() == loud.output_tail != ""
+
+
+def test_a_published_log_can_be_followed_while_the_command_runs(tmp_path):
+    log = tmp_path / "logs" / "run.log"
+    running = RunningCommand("sh -c 'echo first; sleep 30'", {}, log)
+    try:
+        running.publish_log()
+        deadline = time.monotonic() + 10
+        while not (log.exists() and log.read_text() == "first\n"):
+            assert time.monotonic() < deadline, "the running command's output never showed"
+            time.sleep(0.01)
+    finally:
+        running.kill(Outcome.KILLED, "test over", grace=0)
+        running.wait_for_exit(5)
+        running.result()
+
+
+def test_the_tail_keeps_only_the_last_bytes(tmp_path):
+    result = run("sh -c 'seq 1 100000'", tmp_path)
+    assert len(result.output_tail.encode()) <= 8192
+    assert result.output_tail.endswith("99999\n100000\n")
+    assert (tmp_path / "logs" / "run.log").stat().st_size == len(
+        "".join(f"{n}\n" for n in range(1, 100001))
+    )
