@@ -68,6 +68,13 @@ def emit_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def print_version(ctx: click.Context) -> None:
+    # Not click.version_option: it looks up gettext catalogs (and imports locale) at import
+    # time, a millisecond on every `enqueue` in a shell loop.
+    click.echo(f"queuectl, version {__version__}")
+    ctx.exit()
+
+
 def load_dotenv_if_present() -> None:
     """A .env in the current folder, never overriding variables already set (SPEC §1).
     python-dotenv is imported only when there is such a file: enqueue runs in shell loops."""
@@ -84,7 +91,14 @@ def load_dotenv_if_present() -> None:
     help="Store to use: a file path, sqlite:///rel/path, sqlite:////abs/path or "
     "postgresql://… (default: $QUEUECTL_DB, else queuectl.db in the user app folder).",
 )
-@click.version_option(__version__, prog_name="queuectl")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: print_version(ctx) if value else None,
+    help="Show the version and exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:
     """queuectl: a background job queue for shell commands.
