@@ -23,6 +23,7 @@ TAIL_BYTES = 8192
 # After SIGTERM, a job gets this long to clean up before its whole group is SIGKILLed.
 KILL_GRACE_SECONDS = 2.0
 IS_WINDOWS = sys.platform == "win32"
+IS_LINUX = sys.platform.startswith("linux")
 OWNER_ONLY = 0o600
 
 
@@ -67,8 +68,10 @@ class RunningCommand:
             return
         _signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and group_alive(proc.pid):
-            time.sleep(0.02)
+        # Reap the leader once it exits: a zombie still counts as a member of its group, and
+        # waiting out the whole grace period for it would also starve the heartbeat.
+        while time.monotonic() < deadline and (proc.poll() is None or group_alive(proc.pid)):
+            time.sleep(0.05)
         _signal_group(proc.pid, signal.SIGKILL)
 
     def kill_now(self, outcome: Outcome, reason: str) -> None:
@@ -142,13 +145,22 @@ class LogFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.named = False
+        self.fd = -1
+        try:
+            self._open()
+        except FileNotFoundError:
+            # The logs folder was deleted since this process last wrote there: make it again.
+            _forget_dir_fd(str(path.parent))
+            self._open()
+
+    def _open(self) -> None:
+        path = self.path
         folder = str(path.parent)
         if folder not in self._dir_fds:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._dir_fds[folder] = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         self._dir_fd = self._dir_fds[folder]
-        self.named = False
-        self.fd = -1
         if hasattr(os, "O_TMPFILE"):
             with contextlib.suppress(OSError):  # a filesystem without O_TMPFILE
                 self.fd = os.open(folder, os.O_TMPFILE | os.O_RDWR, OWNER_ONLY)
@@ -157,7 +169,7 @@ class LogFile:
             self.fd = os.open(path, flags, OWNER_ONLY)
             self.named = True
 
-    def publish(self) -> None:
+    def publish(self, retry: bool = True) -> None:
         if self.named:
             return
         try:
@@ -166,8 +178,23 @@ class LogFile:
         except FileExistsError:
             pass
         except OSError:
+            if retry and self._reopen_folder():
+                # The folder held open was deleted, replaced or remounted since: its path now
+                # names another one, where this run's output (and the next runs') must go.
+                self.publish(retry=False)
             return  # no /proc: the output still reaches the store's tail
         self.named = True
+
+    def _reopen_folder(self) -> bool:
+        folder = str(self.path.parent)
+        _forget_dir_fd(folder)
+        self._dir_fd = -1
+        try:
+            self._dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return False
+        self._dir_fds[folder] = self._dir_fd
+        return True
 
     def finish(self) -> str:
         """Name the file if the run printed anything; return the tail; close it."""
@@ -188,6 +215,13 @@ class LogFile:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
+
+
+def _forget_dir_fd(folder: str) -> None:
+    fd = LogFile._dir_fds.pop(folder, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _pidfd(pid: int) -> int | None:
@@ -262,12 +296,32 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any process is left in the process group (POSIX)."""
+    """Whether a live process is left in the process group (POSIX).
+
+    killpg(pgid, 0) alone counts zombies: a killed command's children wait there until the
+    supervisor (or init) reaps them, so on Linux the group's members are read from /proc."""
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    if not IS_LINUX:
+        return True
+    return any(state not in b"ZX" for _, state, _ in _group_members(pgid))
+
+
+
+def _group_members(pgid: int):
+    """(pid, state, path of /proc/PID) of each process in a process group (Linux)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"{entry.path}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                yield int(entry.name), fields[0], entry.path
+        except (OSError, IndexError, ValueError):
+            continue
 
 
 def _kill_tree_windows(pid: int) -> None:
@@ -306,17 +360,11 @@ def kill_orphaned_run(pgid: int, job_id: str) -> bool:
     holds a process started for this job (checked through /proc, so a recycled id is never
     hit). Linux only; returns whether a group was killed."""
     marker = f"QUEUECTL_JOB_ID={job_id}\0".encode()
-    for entry in os.scandir("/proc") if sys.platform.startswith("linux") else ():
-        if not entry.name.isdigit():
-            continue
+    for _, _, proc_path in _group_members(pgid) if IS_LINUX else ():
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            with open(f"/proc/{entry.name}/environ", "rb") as handle:
+            with open(f"{proc_path}/environ", "rb") as handle:
                 environ = handle.read() + b"\0"
-        except (OSError, IndexError, ValueError):
+        except OSError:
             continue
         if b"\0" + marker in b"\0" + environ:
             _signal_group(pgid, signal.SIGKILL)
