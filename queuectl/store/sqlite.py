@@ -13,7 +13,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from ..errors import DuplicateJob, InvalidTransition, JobNotFound, StoreBusy, StoreError
 from ..faults import crash_point
@@ -62,6 +62,8 @@ def _translate(method: Callable) -> Callable:
         pause = FIRST_BUSY_PAUSE
         while True:
             try:
+                if self._conn is None:
+                    self._reopen()  # the file was deleted or replaced under us (see heartbeat)
                 return method(self, *args, **kwargs)
             except sqlite3.Error as exc:
                 if not _is_busy(exc):
@@ -92,7 +94,15 @@ class SQLiteStore:
         self.target = self.path  # what a worker process passes to open_store
         self._busy_timeout = busy_timeout
         self._clock = clock or time.time
+        self._synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
         self._conn = self._connect(create_parent, synchronous)
+        # Which file we have open, to notice when the path names another one (or none).
+        self._identity = _file_identity(self.path)
+        # Claims made through the current connection; those made through a connection to a
+        # file that was since deleted or replaced are stale: they no longer hold anything.
+        self._open_claims: set[tuple] = set()
+        self._stale_claims: set[tuple] = set()
         self._worker_identity: dict[str, tuple[str, int]] = {}
         self._wake_dir = wake_dir_for(self.path)
         self._wakeup: FifoWakeup | None = None
@@ -124,23 +134,55 @@ class SQLiteStore:
                 isolation_level=None,
                 check_same_thread=False,
             )
-            conn.execute(f"PRAGMA synchronous = {synchronous}")
         except sqlite3.Error as exc:
             raise self._store_error(exc) from None
         self._conn = conn
+        self._set_synchronous(synchronous)
         self._migrate()
         return conn
+
+    @_translate
+    def _set_synchronous(self, synchronous: str) -> None:
+        # This pragma reads the schema, so it can meet a lock (another process recovering the
+        # WAL as it opens the store): wait for it like for any lock, do not fail at once.
+        self._conn.execute(f"PRAGMA synchronous = {synchronous}")
 
     def _create_owner_only(self) -> None:
         # SQLite gives the -wal and -shm files the mode of the database file, so creating the
         # file ourselves with 0600 keeps all three private (commands and output hold secrets).
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, OWNER_ONLY)
-        except FileExistsError:
+        if os.path.exists(self.path):
             return
-        except OSError as exc:
-            raise StoreError(f"cannot create store {self.path}: {exc.strerror}") from None
-        os.close(fd)
+        with _folder_lock(os.path.dirname(self.path)):
+            if os.path.exists(self.path):
+                return  # another process created it meanwhile
+            self._remove_orphans()
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, OWNER_ONLY)
+            except FileExistsError:
+                return
+            except OSError as exc:
+                raise StoreError(f"cannot create store {self.path}: {exc.strerror}") from None
+            os.close(fd)
+
+    def _remove_orphans(self) -> None:
+        """A -wal or -shm file without its store belongs to a store that was deleted: SQLite
+        would read that store's pages into the new one. Remove them, unless a process (a worker
+        started before the deletion) still uses them."""
+        wal, shm = self.path + "-wal", self.path + "-shm"
+        if not (os.path.exists(wal) or os.path.exists(shm)):
+            return
+        if _shm_in_use(shm):
+            raise StoreError(
+                f"store {self.path} was deleted while processes still use it (its -wal and -shm "
+                "files are open); stop them (workers notice within a heartbeat), then try again"
+            )
+        for leftover in (wal, shm):
+            try:
+                os.unlink(leftover)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"cannot remove the leftover {leftover}: {exc.strerror}") from None
 
     @_translate
     def _migrate(self) -> None:
@@ -174,6 +216,10 @@ class SQLiteStore:
             return StoreError(f"cannot open {where}: check that it exists and is readable")
         if "full" in text:
             return StoreError(f"{where}: the disk is full ({text}); nothing was written")
+        if "disk I/O error" in text:
+            # A failed read or write: say which, and what usually causes it.
+            name = getattr(exc, "sqlite_errorname", "") or "SQLITE_IOERR"
+            return StoreError(f"{where}: disk I/O error ({name}): {_io_error_cause(self.path)}")
         return StoreError(f"{where}: {text}")
 
     @property
@@ -185,7 +231,35 @@ class SQLiteStore:
     def close(self) -> None:
         if self._wakeup is not None:
             self._wakeup.close()
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
+
+    def _check_file(self) -> None:
+        """If the path no longer names the file we have open (the store was deleted or replaced
+        while we ran), let go of the old file, whose jobs are no longer anyone's, and reopen."""
+        if _file_identity(self.path) == self._identity:
+            return
+        if self._wakeup is not None:
+            self._wakeup.close()
+            self._wakeup = None
+        self._wakeup_tried = False
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._stale_claims |= self._open_claims
+        self._open_claims.clear()
+        self._reopen()
+
+    def _reopen(self) -> None:
+        if not os.path.exists(self.path):
+            raise StoreError(
+                f"store {self.path} was deleted while in use; waiting for a store there again"
+            )
+        self._conn = self._connect(False, self._synchronous)
+        self._identity = _file_identity(self.path)
+        raise StoreError(
+            f"store {self.path} was deleted or replaced while in use: now using the file there"
+        )
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -319,15 +393,25 @@ class SQLiteStore:
             job = Job.from_row(row[1:])
             cursor = conn.execute(sql.INSERT_RUN, (row[0], job.attempts, worker_id, host, now))
             crash_point("claim-before-commit")
-        return Claim(job=job, worker_id=worker_id, attempt=job.attempts, run_id=cursor.lastrowid)
+        claim = Claim(job=job, worker_id=worker_id, attempt=job.attempts, run_id=cursor.lastrowid)
+        self._open_claims.add(_claim_key(claim))
+        return claim
 
     @_translate
     def set_run_pid(self, claim: Claim, pid: int) -> None:
+        if _claim_key(claim) in self._stale_claims:
+            return
         with self._write() as conn:
             conn.execute(sql.SET_RUN_PID, (pid, claim.run_id))
 
     @_translate
     def heartbeat(self, worker_id: str, lease_seconds: float, claim: Claim | None) -> Heartbeat:
+        self._check_file()  # workers heartbeat often, whether busy or idle
+        if claim is not None and _claim_key(claim) in self._stale_claims:
+            claim = None  # made in a store file that is gone: not held, nothing to extend
+            held = False
+        else:
+            held = True
         with self._write() as conn:
             now = self.now()
             row = conn.execute(sql.WORKER_HEARTBEAT, (now, worker_id)).fetchone()
@@ -335,7 +419,6 @@ class SQLiteStore:
                 # Pruned while we were silent (a long stall); come back rather than vanish.
                 host, pid = self._worker_identity[worker_id]
                 conn.execute(sql.REGISTER_WORKER, (worker_id, host, pid, now, now))
-            held = True
             if claim is not None:
                 held = (
                     conn.execute(
@@ -356,6 +439,10 @@ class SQLiteStore:
         return self._finish(claim, result, JobState.FAILED, retry_delay)
 
     def _finish(self, claim: Claim, result: RunResult, state: JobState, delay: float) -> bool:
+        key = _claim_key(claim)
+        if key in self._stale_claims:
+            self._stale_claims.discard(key)
+            return False  # its store file is gone: the outcome has nowhere to go
         with self._write() as conn:
             now = self.now()
             finished = conn.execute(
@@ -381,6 +468,7 @@ class SQLiteStore:
                 },
             )
             crash_point("finish-before-commit")
+        self._open_claims.discard(key)
         return finished.rowcount == 1
 
     @_translate
@@ -532,6 +620,75 @@ class SQLiteStore:
 
     def _data_version(self) -> int:
         return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+
+def _io_error_cause(path: str) -> str:
+    try:
+        disk = os.statvfs(os.path.dirname(path))
+        if disk.f_bavail * disk.f_frsize < 65536:
+            return "the disk is full"
+    except (OSError, AttributeError):  # no statvfs on Windows
+        pass
+    return (
+        "a write failed: check free space, file-size limits (ulimit -f) and that the disk is "
+        "writable and healthy"
+    )
+
+
+def _claim_key(claim: Claim) -> tuple:
+    return (claim.job.id, claim.attempt, claim.run_id)
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+@contextmanager
+def _folder_lock(folder: str) -> Iterator[None]:
+    """Serialise store creation in a folder between processes (POSIX; elsewhere a no-op)."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        with suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+# Every SQLite connection to a WAL store holds a shared lock on this byte of the -shm file
+# (the unix VFS's "DMS" lock, UNIX_SHM_DMS) for as long as it is open.
+SHM_DMS_BYTE = 128
+
+
+def _shm_in_use(shm: str) -> bool:
+    """Whether any process has this -shm file open through SQLite (POSIX record locks)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False  # Windows: open files cannot be deleted there in the first place
+    try:
+        fd = os.open(shm, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: assume the worst
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, SHM_DMS_BYTE)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also releases the probe's lock
+    return False
 
 
 def _fence(claim: Claim, **values) -> dict:
