@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -16,7 +16,7 @@ from . import __version__
 from .config import ConfigError
 from .errors import QueueError
 from .formatting import JOB_HEADERS, clean, job_details, job_rows, table
-from .models import STATES, SpecError, iso
+from .models import INT64_MAX, STATES, SpecError, check_encodable, iso
 from .queue import Queue
 
 DEFAULT_LIST_LIMIT = 100
@@ -56,6 +56,29 @@ class QueuectlGroup(click.Group):
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+def stored_text(ctx: click.Context, param: click.Parameter, value):
+    """Check an id or queue name given on the command line. Bytes that are not valid UTF-8
+    reach Python as lone surrogates, which no store can hold (nor look up): refuse them with a
+    one-line error (exit 1) rather than a traceback from the driver."""
+    what = max(param.opts, key=len) if isinstance(param, click.Option) else "job id"
+    for text in value if isinstance(value, tuple) else (value,):
+        if text is not None:
+            check_encodable(text, what)
+    return value
+
+
+def stdin_lines() -> Iterator[str]:
+    """Lines of standard input; input that does not decode is a bad spec (exit 1), not a
+    traceback. Decoding happens before any job is added, so nothing is written."""
+    stream = sys.stdin
+    try:
+        yield from stream
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"standard input is not valid {exc.encoding} text ({exc.reason}); nothing was enqueued"
+        ) from None
 
 
 def json_option(func: Callable) -> Callable:
@@ -142,7 +165,7 @@ def enqueue(ctx: Context, spec_json: str | None, command: str | None, **flags) -
     if spec_json is not None and (command is not None or given):
         raise click.UsageError("give either SPEC_JSON or --command with options, not both")
     if spec_json == "-":
-        ids = ctx.queue.enqueue_lines(click.get_text_stream("stdin"))
+        ids = ctx.queue.enqueue_lines(stdin_lines())
         if ids:
             sys.stdout.write("\n".join(ids) + "\n")
         return
@@ -173,7 +196,14 @@ def worker() -> None:
 
 @worker.command("start")
 @click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--queue", "-q", "queues", multiple=True, help="Serve only these queues (repeat).")
+@click.option(
+    "--queue",
+    "-q",
+    "queues",
+    multiple=True,
+    callback=stored_text,
+    help="Serve only these queues (repeat).",
+)
 @click.option("--burst", is_flag=True, help="Exit once no job is ready to run now.")
 @click.option("--quiet", is_flag=True, help="Do not print a line per job.")
 @pass_ctx
@@ -264,7 +294,7 @@ def status(ctx: Context, as_json: bool) -> None:
 
 @cli.command("list")
 @click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--queue", "-q", "queue_name", help="Only jobs of this queue.")
+@click.option("--queue", "-q", "queue_name", callback=stored_text, help="Only jobs of this queue.")
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
@@ -283,7 +313,8 @@ def list_command(
     Example:
       queuectl list --state failed --limit 20
     """
-    fetch = None if limit == 0 else limit + 1
+    # A limit past what any store can count means all (and limit + 1 must fit in 64 bits).
+    fetch = None if limit == 0 or limit >= INT64_MAX else limit + 1
     jobs = ctx.queue.list_jobs(state=state, queue=queue_name, limit=fetch)
     more = fetch is not None and len(jobs) > limit
     jobs = jobs[:limit] if more else jobs
@@ -298,7 +329,7 @@ def list_command(
 
 
 @cli.command()
-@click.argument("job_id")
+@click.argument("job_id", callback=stored_text)
 @json_option
 @pass_ctx
 def show(ctx: Context, job_id: str, as_json: bool) -> None:
@@ -316,7 +347,7 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("job_id")
+@click.argument("job_id", callback=stored_text)
 @pass_ctx
 def logs(ctx: Context, job_id: str) -> None:
     """Print the captured stdout+stderr of a job's runs, oldest first.
@@ -331,7 +362,7 @@ def logs(ctx: Context, job_id: str) -> None:
     if not runs:
         click.echo(f"job {job_id!r} has not run yet", err=True)
         return
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     for run in runs:
         outcome = run.outcome or "running"
         exit_text = "" if run.exit_code is None else f", exit {run.exit_code}"
@@ -346,7 +377,7 @@ def logs(ctx: Context, job_id: str) -> None:
 
 
 @cli.command()
-@click.argument("job_id")
+@click.argument("job_id", callback=stored_text)
 @pass_ctx
 def cancel(ctx: Context, job_id: str) -> None:
     """Cancel a pending, failed or running job (a running command is killed).
@@ -396,7 +427,7 @@ def dlq_list(ctx: Context, as_json: bool) -> None:
 
 
 @dlq.command("retry")
-@click.argument("job_ids", nargs=-1, metavar="JOB_ID...")
+@click.argument("job_ids", nargs=-1, metavar="JOB_ID...", callback=stored_text)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
 @pass_ctx
 def dlq_retry(ctx: Context, job_ids: tuple[str, ...], retry_all: bool) -> None:

@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+from .models import MAX_SECONDS
+
 
 class ConfigError(ValueError):
     """An unknown key or a value that key does not accept."""
@@ -27,6 +29,8 @@ def _number(minimum: float, strict: bool = False) -> Callable[[str], float]:
         if value < minimum or (strict and value == minimum):
             relation = "greater than" if strict else "at least"
             raise ConfigError(f"must be {relation} {minimum:g}, got {text}")
+        if value > MAX_SECONDS:  # the bound a job spec's seconds have (models.check_seconds)
+            raise ConfigError(f"must be at most {MAX_SECONDS:g}, got {text}")
         return value
 
     return parse

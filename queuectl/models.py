@@ -18,6 +18,7 @@ MAX_QUEUE_LENGTH = 200
 # SQLite and PostgreSQL both store 64-bit signed integers; larger values would fail deep inside.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_QUEUE = "default"
+MAX_SECONDS = 1e10  # about 317 years: bounds every delay, timeout and seconds setting
 
 
 class JobState(str, Enum):
@@ -285,12 +286,15 @@ def check_int(value: Any, what: str, minimum: int | None = None) -> int:
 def check_seconds(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(f"{what} must be a number of seconds, got {type_name(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float, e.g. 10**400 in the JSON
+        raise SpecError(f"{what} is out of range") from None
     if not math.isfinite(number):
         raise SpecError(f"{what} must be a finite number")
     if number < 0:
         raise SpecError(f"{what} must be at least 0, got {value}")
-    if number > 10**10:
+    if number > MAX_SECONDS:
         raise SpecError(f"{what} is too large")
     return number
 

@@ -82,7 +82,10 @@ class Supervisor:
                 continue
             del self.workers[pid]
             if code == 0 or self.signals_seen:
-                if code != 0:
+                # A worker stopped before it set up its handlers dies of the relayed SIGTERM;
+                # it had claimed nothing, so that is a clean stop too.
+                stopped_early = self.signals_seen == 1 and code == -signal.SIGTERM
+                if code != 0 and not stopped_early:
                     self.failed = True
                 continue
             self._say(f"worker pid {pid} died ({_describe(code)})")
@@ -92,6 +95,8 @@ class Supervisor:
                 continue
             if time.monotonic() - started < FLAP_SECONDS:
                 time.sleep(FLAP_SECONDS)
+                if self.signals_seen:  # a stop arrived during the pause
+                    continue
             self._say("starting a replacement worker")
             self._spawn()
         _reap_orphans(set(self.workers), kill=False)

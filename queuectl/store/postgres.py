@@ -426,6 +426,7 @@ class PostgresStore:
             ids = job_ids
             if ids is None:
                 ids = [row[0] for row in cur.execute(sql.SELECT_DEAD_IDS).fetchall()]
+            ids = list(dict.fromkeys(ids))  # the same id twice is one retry
             chosen[:] = ids
             for job_id in ids:
                 if cur.execute(sql.RETRY_DEAD, (job_id,)).rowcount == 1:
