@@ -185,6 +185,24 @@ def sqlite_cli(sqlite_target: str, tmp_path: Path) -> CLI:
     return CLI(sqlite_target, tmp_path)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="also run the long tests marked slow (QUEUECTL_SOAK=N does too)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run only with --soak or QUEUECTL_SOAK set."""
+    if config.getoption("--soak") or os.environ.get("QUEUECTL_SOAK"):
+        return
+    skip = pytest.mark.skip(reason="long test: run with --soak or QUEUECTL_SOAK=N")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Say loudly when PostgreSQL tests were skipped: a green run must not hide it."""
     skipped = terminalreporter.stats.get("skipped", [])

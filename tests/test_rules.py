@@ -20,6 +20,7 @@ from queuectl.models import (
     INT64_MAX,
     INT64_MIN,
     MAX_ID_LENGTH,
+    MAX_SECONDS,
     SPEC_FIELDS,
     JobSpec,
     SpecError,
@@ -582,9 +583,17 @@ def test_any_count_round_trips(number):
     assert config.parse_value("max-retries", str(number)) == number
 
 
-@given(st.floats(min_value=0, allow_infinity=False, allow_nan=False))
+@given(st.floats(min_value=0, max_value=MAX_SECONDS, allow_infinity=False, allow_nan=False))
 def test_any_non_negative_number_round_trips(number):
     assert config.parse_value("backoff-max", repr(number)) == number
+
+
+@pytest.mark.parametrize("key", ["job-timeout", "backoff-max", "lease-seconds", "poll-interval"])
+def test_seconds_settings_stop_where_job_specs_stop(key):
+    # A default a job spec would refuse (timeout > MAX_SECONDS) would break every enqueue.
+    assert config.parse_value(key, str(MAX_SECONDS)) == MAX_SECONDS
+    with pytest.raises(config.ConfigError, match="at most"):
+        config.parse_value(key, "1e11")
 
 
 def test_resolve_prefers_env_then_store_then_default():
