@@ -309,7 +309,6 @@ def group_alive(pgid: int) -> bool:
     return any(state not in b"ZX" for _, state, _ in _group_members(pgid))
 
 
-
 def _group_members(pgid: int):
     """(pid, state, path of /proc/PID) of each process in a process group (Linux)."""
     for entry in os.scandir("/proc"):

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 from ..errors import DuplicateJob, InvalidTransition, JobNotFound, StoreBusy, StoreError
 from ..faults import crash_point
@@ -30,6 +30,7 @@ from ..models import (
 )
 from . import Heartbeat, RetryPolicy, WorkerInfo
 from . import sqlite_sql as sql
+from .sqlite_files import create_owner_only, file_identity, io_error_cause
 from .wakeup import FifoWakeup, notify_all, wake_dir_for
 
 # Without named pipes, how often an idle worker looks at PRAGMA data_version; a change means
@@ -37,7 +38,6 @@ from .wakeup import FifoWakeup, notify_all, wake_dir_for
 WAKE_CHECK_SECONDS = 0.005
 # SQLite limits host parameters per statement; stay well under it when looking up ids.
 ID_CHUNK = 500
-OWNER_ONLY = 0o600
 MIN_SQLITE = (3, 35, 0)
 # Waiting for a lock: SQLite's own busy handler sleeps at least a millisecond per try, while a
 # claim holds the write lock for tens of microseconds; we retry ourselves, starting far shorter.
@@ -98,7 +98,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._conn = self._connect(create_parent, synchronous)
         # Which file we have open, to notice when the path names another one (or none).
-        self._identity = _file_identity(self.path)
+        self._identity = file_identity(self.path)
         # Claims made through the current connection; those made through a connection to a
         # file that was since deleted or replaced are stale: they no longer hold anything.
         self._open_claims: set[tuple] = set()
@@ -148,41 +148,7 @@ class SQLiteStore:
         self._conn.execute(f"PRAGMA synchronous = {synchronous}")
 
     def _create_owner_only(self) -> None:
-        # SQLite gives the -wal and -shm files the mode of the database file, so creating the
-        # file ourselves with 0600 keeps all three private (commands and output hold secrets).
-        if os.path.exists(self.path):
-            return
-        with _folder_lock(os.path.dirname(self.path)):
-            if os.path.exists(self.path):
-                return  # another process created it meanwhile
-            self._remove_orphans()
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, OWNER_ONLY)
-            except FileExistsError:
-                return
-            except OSError as exc:
-                raise StoreError(f"cannot create store {self.path}: {exc.strerror}") from None
-            os.close(fd)
-
-    def _remove_orphans(self) -> None:
-        """A -wal or -shm file without its store belongs to a store that was deleted: SQLite
-        would read that store's pages into the new one. Remove them, unless a process (a worker
-        started before the deletion) still uses them."""
-        wal, shm = self.path + "-wal", self.path + "-shm"
-        if not (os.path.exists(wal) or os.path.exists(shm)):
-            return
-        if _shm_in_use(shm):
-            raise StoreError(
-                f"store {self.path} was deleted while processes still use it (its -wal and -shm "
-                "files are open); stop them (workers notice within a heartbeat), then try again"
-            )
-        for leftover in (wal, shm):
-            try:
-                os.unlink(leftover)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise StoreError(f"cannot remove the leftover {leftover}: {exc.strerror}") from None
+        create_owner_only(self.path)
 
     @_translate
     def _migrate(self) -> None:
@@ -219,7 +185,7 @@ class SQLiteStore:
         if "disk I/O error" in text:
             # A failed read or write: say which, and what usually causes it.
             name = getattr(exc, "sqlite_errorname", "") or "SQLITE_IOERR"
-            return StoreError(f"{where}: disk I/O error ({name}): {_io_error_cause(self.path)}")
+            return StoreError(f"{where}: disk I/O error ({name}): {io_error_cause(self.path)}")
         return StoreError(f"{where}: {text}")
 
     @property
@@ -237,7 +203,7 @@ class SQLiteStore:
     def _check_file(self) -> None:
         """If the path no longer names the file we have open (the store was deleted or replaced
         while we ran), let go of the old file, whose jobs are no longer anyone's, and reopen."""
-        if _file_identity(self.path) == self._identity:
+        if file_identity(self.path) == self._identity:
             return
         if self._wakeup is not None:
             self._wakeup.close()
@@ -256,7 +222,7 @@ class SQLiteStore:
                 f"store {self.path} was deleted while in use; waiting for a store there again"
             )
         self._conn = self._connect(False, self._synchronous)
-        self._identity = _file_identity(self.path)
+        self._identity = file_identity(self.path)
         raise StoreError(
             f"store {self.path} was deleted or replaced while in use: now using the file there"
         )
@@ -622,73 +588,8 @@ class SQLiteStore:
         return self._conn.execute("PRAGMA data_version").fetchone()[0]
 
 
-def _io_error_cause(path: str) -> str:
-    try:
-        disk = os.statvfs(os.path.dirname(path))
-        if disk.f_bavail * disk.f_frsize < 65536:
-            return "the disk is full"
-    except (OSError, AttributeError):  # no statvfs on Windows
-        pass
-    return (
-        "a write failed: check free space, file-size limits (ulimit -f) and that the disk is "
-        "writable and healthy"
-    )
-
-
 def _claim_key(claim: Claim) -> tuple:
     return (claim.job.id, claim.attempt, claim.run_id)
-
-
-def _file_identity(path: str) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_dev, info.st_ino)
-
-
-@contextmanager
-def _folder_lock(folder: str) -> Iterator[None]:
-    """Serialise store creation in a folder between processes (POSIX; elsewhere a no-op)."""
-    try:
-        import fcntl
-
-        fd = os.open(folder, os.O_RDONLY)
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        with suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-# Every SQLite connection to a WAL store holds a shared lock on this byte of the -shm file
-# (the unix VFS's "DMS" lock, UNIX_SHM_DMS) for as long as it is open.
-SHM_DMS_BYTE = 128
-
-
-def _shm_in_use(shm: str) -> bool:
-    """Whether any process has this -shm file open through SQLite (POSIX record locks)."""
-    try:
-        import fcntl
-    except ImportError:
-        return False  # Windows: open files cannot be deleted there in the first place
-    try:
-        fd = os.open(shm, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True  # cannot tell: assume the worst
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, SHM_DMS_BYTE)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # also releases the probe's lock
-    return False
 
 
 def _fence(claim: Claim, **values) -> dict:
