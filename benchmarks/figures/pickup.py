@@ -39,7 +39,8 @@ SEED = 3
 
 def run(bench: Bench, backend) -> list[Row]:
     target = backend.new_target("pickup")
-    marks = bench.tmp / "pickup"
+    # One folder per backend: a mark left by another backend's run would read as a pickup.
+    marks = bench.tmp / f"pickup-{backend.name}"
     marks.mkdir(exist_ok=True)
     rng = random.Random(SEED)
     queue = Queue.open(target)
@@ -97,6 +98,7 @@ def run(bench: Bench, backend) -> list[Row]:
 
 
 def one_pickup(queue: Queue, mark: Path) -> tuple[float, float, float]:
+    mark.unlink(missing_ok=True)
     command = f"date +%s%N > {shlex.quote(str(mark))}"
     t0 = time.time()
     job_id = queue.enqueue({"command": command})
@@ -110,6 +112,7 @@ def one_pickup(queue: Queue, mark: Path) -> tuple[float, float, float]:
 
 
 def one_raw(bench: Bench, mark: Path) -> float:
+    mark.unlink(missing_ok=True)
     command = f"date +%s%N > {shlex.quote(str(mark))}"
     t0 = time.time()
     proc = subprocess.Popen(
