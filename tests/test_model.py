@@ -453,9 +453,8 @@ def machine_for(open_fresh_store, fake_clock: bool):
         )
         def user_retries_dead(self, everything: bool, picks: list[int], unknown: int) -> None:
             # Left out: a dead job that a stalled worker still holds a claim on while its id
-            # lives on (and, in `stall`, the converse). Fencing is by (worker, attempt) and
-            # attempts restart from 0, so once that id claims the job again the store cannot
-            # tell the two claims apart (see the xfail test at the end).
+            # lives on (and, in `stall`, the converse): the model cannot predict it simply.
+            # The store fences it through the claim's run (see the test at the end).
             ambiguous = {hand.claim.job.id for hand in self.hands if hand.same_id_successor}
             dead = [
                 job.id
@@ -672,15 +671,10 @@ def test_retry_dead_with_the_same_id_twice_retries_it_once(store) -> None:
     assert (job.state.value, job.attempts) == ("pending", 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="latent: fencing is by (worker id, attempt) and a dlq retry restarts attempts, so "
-    "a claim from before the retry matches a new claim by a worker with the same id",
-)
 def test_a_claim_from_before_a_dlq_retry_is_fenced_even_under_the_same_worker_id(store) -> None:
     # Only reachable when two processes share a worker id: ids made by `worker start` carry a
-    # random part, but Worker(worker_id=...) lets a Python caller choose one. Fencing on the
-    # run (claim.run_id) rather than the attempt number would close it.
+    # random part, but Worker(worker_id=...) lets a Python caller choose one. The fence
+    # includes the claim's run (still open), not only the attempt number.
     store.add([build_spec({"id": "a", "command": "false", "max_retries": 0}, DEFAULTS)])
     stale = store.claim("fixed-id", "host", None, -1.0)  # its lease has run out already
     # ...the worker stalls; the rescuer buries the job; a user sends it back from the DLQ...

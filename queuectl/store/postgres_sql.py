@@ -181,9 +181,16 @@ SELECT min(run_at) FROM queuectl_jobs WHERE state IN ('pending', 'failed') {queu
 
 SET_RUN_PID = "UPDATE queuectl_runs SET pid = %s WHERE run_id = %s"
 
+# A claim's run still open is part of the fence: after a dlq retry, attempts start again from
+# 0, and a claim from before it could otherwise match a new claim by the same worker id.
+RUN_STILL_OPEN = """
+NOT EXISTS (SELECT 1 FROM queuectl_runs r WHERE r.run_id = %(run_id)s AND r.finished_at IS NOT NULL)
+"""
+
 EXTEND_LEASE = f"""
 UPDATE queuectl_jobs SET lease_until = {NOW} + %(lease)s
 WHERE id = %(job)s AND state = 'processing' AND worker_id = %(worker)s AND attempts = %(attempt)s
+      AND {RUN_STILL_OPEN}
 """
 
 WORKER_HEARTBEAT = f"""
@@ -201,7 +208,7 @@ WITH finished AS (
         exit_code = %(exit_code)s, last_error = %(error)s,
         worker_id = NULL, lease_until = NULL, updated_at = {NOW}
     WHERE id = %(job)s AND state = 'processing' AND worker_id = %(worker)s
-          AND attempts = %(attempt)s
+          AND attempts = %(attempt)s AND {RUN_STILL_OPEN}
     RETURNING state
 ), closed AS (
     UPDATE queuectl_runs
@@ -335,7 +342,13 @@ def to_claim(row: Sequence | None, worker_id: str) -> Claim | None:
 
 def fence(claim: Claim, **values) -> dict:
     """Parameters naming the claim: statements act only while it is still held."""
-    return {"job": claim.job.id, "worker": claim.worker_id, "attempt": claim.attempt, **values}
+    return {
+        "job": claim.job.id,
+        "worker": claim.worker_id,
+        "attempt": claim.attempt,
+        "run_id": claim.run_id,
+        **values,
+    }
 
 
 def queue_filter(queues: Sequence[str] | None) -> tuple[str, dict]:

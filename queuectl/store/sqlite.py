@@ -593,7 +593,13 @@ def _claim_key(claim: Claim) -> tuple:
 
 
 def _fence(claim: Claim, **values) -> dict:
-    return {"job": claim.job.id, "worker": claim.worker_id, "attempt": claim.attempt, **values}
+    return {
+        "job": claim.job.id,
+        "worker": claim.worker_id,
+        "attempt": claim.attempt,
+        "run_id": claim.run_id,
+        **values,
+    }
 
 
 def _queue_filter(queues: Sequence[str] | None) -> tuple[str, dict]:

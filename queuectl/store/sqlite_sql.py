@@ -113,9 +113,16 @@ VALUES (?, ?, ?, ?, ?)
 
 SET_RUN_PID = "UPDATE runs SET pid = ? WHERE run_id = ?"
 
-EXTEND_LEASE = """
+# A claim's run still open is part of the fence: after a dlq retry, attempts start again from
+# 0, and a claim from before it could otherwise match a new claim by the same worker id.
+RUN_STILL_OPEN = """
+NOT EXISTS (SELECT 1 FROM runs WHERE run_id = :run_id AND finished_at IS NOT NULL)
+"""
+
+EXTEND_LEASE = f"""
 UPDATE jobs SET lease_until = :now + :lease
 WHERE id = :job AND state = 'processing' AND worker_id = :worker AND attempts = :attempt
+      AND {RUN_STILL_OPEN}
 """
 
 WORKER_HEARTBEAT = """
@@ -123,11 +130,12 @@ UPDATE workers SET last_heartbeat = ? WHERE id = ? RETURNING stop_requested
 """
 
 # Fencing: the outcome only lands while this worker still holds this attempt.
-FINISH_JOB = """
+FINISH_JOB = f"""
 UPDATE jobs
 SET state = :state, run_at = :run_at, exit_code = :exit_code, last_error = :error,
     worker_id = NULL, lease_until = NULL, updated_at = :now
 WHERE id = :job AND state = 'processing' AND worker_id = :worker AND attempts = :attempt
+      AND {RUN_STILL_OPEN}
 """
 
 # A run closed already (by cancel or by the rescuer) keeps that verdict; the tail still lands.
