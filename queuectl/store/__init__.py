@@ -124,6 +124,18 @@ class Store(Protocol):
         """Block up to `timeout` seconds, returning early when the store may have new work."""
 
 
+def claim_fence(claim: Claim, **values) -> dict:
+    """Statement parameters naming a claim, for the fenced statements of every backend:
+    they act only while this worker still holds this attempt through this (open) run."""
+    return {
+        "job": claim.job.id,
+        "worker": claim.worker_id,
+        "attempt": claim.attempt,
+        "run_id": claim.run_id,
+        **values,
+    }
+
+
 def resolve_target(target: str | None) -> str:
     """The store target in effect: --db, then QUEUECTL_DB, then the per-user default."""
     if target:

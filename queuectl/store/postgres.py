@@ -48,7 +48,7 @@ except ImportError:  # the `postgres` extra is not installed
 
 from ..errors import DuplicateJob, InvalidTransition, JobNotFound, StoreBusy, StoreError
 from ..models import FINISHED_STATES, STATES, Claim, Job, JobSpec, JobState, RunResult
-from . import Heartbeat, RetryPolicy, WorkerInfo
+from . import Heartbeat, RetryPolicy, WorkerInfo, claim_fence
 from . import postgres_sql as sql
 
 INSTALL_HINT = (
@@ -364,7 +364,7 @@ class PostgresStore:
                 cur.execute(sql.REGISTER_WORKER, (worker_id, host, pid))
             held = True
             if claim is not None:
-                cur.execute(sql.EXTEND_LEASE, sql.fence(claim, lease=lease_seconds))
+                cur.execute(sql.EXTEND_LEASE, claim_fence(claim, lease=lease_seconds))
                 held = cur.rowcount == 1
             return Heartbeat(held=held, stop_requested=bool(row and row[0]))
 
@@ -383,7 +383,7 @@ class PostgresStore:
         self, claim: Claim, result: RunResult, state: JobState, delay: float | None
     ) -> bool:
         outcome, tail = result.outcome.value, sql.clean(result.output_tail)
-        params = sql.fence(claim, state=state.value, delay=delay, exit_code=result.exit_code)
+        params = claim_fence(claim, state=state.value, delay=delay, exit_code=result.exit_code)
         params.update(
             error=sql.clean(result.error), outcome=outcome, tail=tail, run_id=claim.run_id
         )

@@ -340,17 +340,6 @@ def to_claim(row: Sequence | None, worker_id: str) -> Claim | None:
     return Claim(job=job, worker_id=worker_id, attempt=job.attempts, run_id=row[-1])
 
 
-def fence(claim: Claim, **values) -> dict:
-    """Parameters naming the claim: statements act only while it is still held."""
-    return {
-        "job": claim.job.id,
-        "worker": claim.worker_id,
-        "attempt": claim.attempt,
-        "run_id": claim.run_id,
-        **values,
-    }
-
-
 def queue_filter(queues: Sequence[str] | None) -> tuple[str, dict]:
     if not queues:
         return "", {}

@@ -28,7 +28,7 @@ from ..models import (
     RunResult,
     log_file_name,
 )
-from . import Heartbeat, RetryPolicy, WorkerInfo
+from . import Heartbeat, RetryPolicy, WorkerInfo, claim_fence
 from . import sqlite_sql as sql
 from .sqlite_files import create_owner_only, file_identity, io_error_cause
 from .wakeup import FifoWakeup, notify_all, wake_dir_for
@@ -388,7 +388,7 @@ class SQLiteStore:
             if claim is not None:
                 held = (
                     conn.execute(
-                        sql.EXTEND_LEASE, _fence(claim, now=now, lease=lease_seconds)
+                        sql.EXTEND_LEASE, claim_fence(claim, now=now, lease=lease_seconds)
                     ).rowcount
                     == 1
                 )
@@ -413,7 +413,7 @@ class SQLiteStore:
             now = self.now()
             finished = conn.execute(
                 sql.FINISH_JOB,
-                _fence(
+                claim_fence(
                     claim,
                     state=state.value,
                     run_at=now + delay if state is JobState.FAILED else claim.job.run_at,
@@ -590,16 +590,6 @@ class SQLiteStore:
 
 def _claim_key(claim: Claim) -> tuple:
     return (claim.job.id, claim.attempt, claim.run_id)
-
-
-def _fence(claim: Claim, **values) -> dict:
-    return {
-        "job": claim.job.id,
-        "worker": claim.worker_id,
-        "attempt": claim.attempt,
-        "run_id": claim.run_id,
-        **values,
-    }
 
 
 def _queue_filter(queues: Sequence[str] | None) -> tuple[str, dict]:
