@@ -181,6 +181,16 @@ def cli(db_target: str, tmp_path: Path) -> CLI:
 
 
 @pytest.fixture
+def pools():
+    """Worker pools a test starts; every one of them (supervisor, workers, commands) is killed
+    at the end, pass or fail. Request it after `cli`, so it is torn down first."""
+    from workerkit import pool_cleanup  # workerkit imports this module
+
+    with pool_cleanup() as started:
+        yield started
+
+
+@pytest.fixture
 def sqlite_cli(sqlite_target: str, tmp_path: Path) -> CLI:
     return CLI(sqlite_target, tmp_path)
 

@@ -35,7 +35,7 @@ from faultkit import (
     wait_workers,
     worker_pids,
 )
-from workerkit import DEADLINE, FAST, enqueue_many, pool_cleanup, speed_up
+from workerkit import DEADLINE, FAST, enqueue_many, speed_up
 
 from queuectl.store import open_store
 
@@ -46,12 +46,6 @@ pytestmark = pytest.mark.skipif(
 ITERATIONS = 3
 JOBS = 12
 WORKERS = 2
-
-
-@pytest.fixture
-def pools():
-    with pool_cleanup() as started:
-        yield started
 
 
 def run_with_one_crash(folder, point: str, pools, rng: random.Random) -> tuple[str, int]:

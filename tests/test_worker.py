@@ -23,7 +23,6 @@ from workerkit import (
     enqueue,
     enqueue_many,
     epoch,
-    pool_cleanup,
     rss_kib,
     show,
     speed_up,
@@ -38,12 +37,6 @@ from queuectl.store import open_store
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="looks at processes through /proc"
 )
-
-
-@pytest.fixture
-def pools():
-    with pool_cleanup() as started:
-        yield started
 
 
 def burst(cli, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

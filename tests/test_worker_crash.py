@@ -19,7 +19,6 @@ from workerkit import (
     alive,
     enqueue,
     enqueue_many,
-    pool_cleanup,
     show,
     speed_up,
     status,
@@ -31,12 +30,6 @@ from workerkit import (
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="kills and inspects processes through /proc"
 )
-
-
-@pytest.fixture
-def pools():
-    with pool_cleanup() as started:
-        yield started
 
 
 def test_kill_9_of_a_worker_mid_job_reruns_the_job_and_its_command_does_not_run_on(cli, pools):
