@@ -19,7 +19,7 @@ from .errors import StoreError
 from .faults import crash_point
 from .models import Claim, Outcome, RunResult, log_file_name, retry_delay
 from .runner import RunningCommand, host_name, kill_orphaned_run
-from .store import Store, open_store
+from .store import ClaimRequest, Store, open_store
 
 # Store errors (locked, read-only, disk full) make the worker wait this long at most, then retry.
 MAX_STORE_RETRY_SECONDS = 5.0
@@ -57,6 +57,7 @@ class Worker:
         self.forced = False
         self._running: RunningCommand | None = None
         self._settings: dict = {}
+        self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -77,28 +78,43 @@ class Worker:
         return 1 if self.forced else 0
 
     def _loop(self) -> None:
-        next_maintenance = time.monotonic() + self._maintenance_interval()
-        while not self.stopping:
-            if time.monotonic() >= next_maintenance:
-                if self._retrying(self._maintain) is None:
-                    continue
-                next_maintenance = time.monotonic() + self._maintenance_interval()
+        self._next_maintenance = time.monotonic() + self._maintenance_interval()
+        claim: Claim | None = None
+        while True:
+            if claim is None:
+                # Between jobs: a held claim always runs first, even if a stop came meanwhile.
                 if self.stopping:
                     break
-            claim = self._retrying(self._claim)
+                if time.monotonic() >= self._next_maintenance:
+                    if self._retrying(self._maintain) is None:
+                        continue
+                    self._next_maintenance = time.monotonic() + self._maintenance_interval()
+                    if self.stopping:
+                        break
+                claim = self._retrying(self._claim)
             if claim is not None:
-                self.run_claim(claim)
+                claim = self.run_claim(claim)
                 continue
             if self.burst:
                 break
-            self._retrying(lambda until=next_maintenance: self._wait_idle(until))
+            self._retrying(lambda: self._wait_idle(self._next_maintenance))
 
     def _maintenance_interval(self) -> float:
         # Between jobs and while idle: the registry heartbeat, stop requests, rescue.
         return heartbeat_interval(self._settings["lease-seconds"])
 
     def _claim(self) -> Claim | None:
-        return self.store.claim(self.id, self.host, self.queues, self._settings["lease-seconds"])
+        return self.store.claim(*self._claim_request())
+
+    def _claim_request(self) -> ClaimRequest:
+        return ClaimRequest(self.id, self.host, self.queues, self._settings["lease-seconds"])
+
+    def _next_claim_request(self) -> ClaimRequest | None:
+        """What to claim along with a run's outcome: nothing when stopping or when the registry
+        heartbeat and rescue are due first (the loop then claims on its own)."""
+        if self.stopping or time.monotonic() >= self._next_maintenance:
+            return None
+        return self._claim_request()
 
     def _maintain(self) -> bool:
         """Registry heartbeat, stop requests, rescue of expired leases, fresh settings."""
@@ -154,9 +170,10 @@ class Worker:
 
     # -- one job ---------------------------------------------------------------------------
 
-    def run_claim(self, claim: Claim) -> None:
+    def run_claim(self, claim: Claim) -> Claim | None:
         """Run one claimed job to its end, heartbeating from this same thread: the wait for
-        the command wakes for each heartbeat, the timeout, or the command's exit."""
+        the command wakes for each heartbeat, the timeout, or the command's exit. Returns the
+        next job, claimed in the transaction that records this one's outcome, if any."""
         crash_point("after-claim")
         job = claim.job
         self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
@@ -172,7 +189,7 @@ class Worker:
         finally:
             self._running = None
         crash_point("after-exit")
-        self._record(claim, result, time.monotonic() - running.started)
+        return self._record(claim, result, time.monotonic() - running.started)
 
     def _watch(self, claim: Claim, running: RunningCommand) -> None:
         """Until the command exits: record its pid, heartbeat, and kill it on timeout, cancel
@@ -210,21 +227,22 @@ class Worker:
             if not beat.held:
                 running.kill(Outcome.KILLED, "stopped: the job was canceled or its lease was lost")
 
-    def _record(self, claim: Claim, result: RunResult, seconds: float) -> None:
+    def _record(self, claim: Claim, result: RunResult, seconds: float) -> Claim | None:
         job = claim.job
+        delay = None if result.succeeded else self.retry_policy(claim.attempt, job.max_retries)
+        finished = self._retrying(
+            lambda: self.store.finish(claim, result, delay, self._next_claim_request()),
+            while_stopping=True,
+        )
         if result.succeeded:
-            held = self._retrying(lambda: self.store.complete(claim, result), while_stopping=True)
             verdict = f"completed in {seconds:.2f}s"
         else:
-            delay = self.retry_policy(claim.attempt, job.max_retries)
-            held = self._retrying(
-                lambda: self.store.fail(claim, result, delay), while_stopping=True
-            )
             then = "dead (retries exhausted)" if delay is None else f"retry in {delay:g}s"
             verdict = f"failed: {result.error}; {then}"
-        if held is False:
+        if finished is not None and not finished.held:
             verdict = "stopped: canceled, or its lease expired and it was requeued"
         self.say(f"{job.id}: {verdict}")
+        return None if finished is None else finished.next_claim
 
     # -- stopping --------------------------------------------------------------------------
 

@@ -345,9 +345,9 @@ def seed_store(db: str) -> None:
         claim = store.claim("w", "host", None, 3600.0)
         assert claim is not None and claim.job.id == name
         if fate == "dead":
-            store.fail(claim, RunResult(Outcome.EXITED, 3, "exit 3"), None)
+            store.finish(claim, RunResult(Outcome.EXITED, 3, "exit 3"), None)
         elif fate == "done":
-            store.complete(claim, RunResult(Outcome.EXITED, 0, None))
+            store.finish(claim, RunResult(Outcome.EXITED, 0, None), None)
     store.close()
 
 

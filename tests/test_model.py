@@ -57,7 +57,7 @@ from hypothesis.stateful import (
 
 from queuectl.errors import DuplicateJob, InvalidTransition, JobNotFound
 from queuectl.models import STATES, Outcome, RunResult, build_spec
-from queuectl.store import open_store
+from queuectl.store import ClaimRequest, open_store
 
 EXAMPLES = int(os.environ.get("QUEUECTL_TEST_EXAMPLES") or 0)
 
@@ -314,12 +314,16 @@ def machine_for(open_fresh_store, fake_clock: bool):
                 self.pick([s for s in range(SLOTS) if s not in self.busy], index), queues, lease
             )
 
-        def take(self, slot: int, queues, lease: float) -> None:
-            """The worker in `slot` claims the best ready job, if there is one."""
+        def take(self, slot: int, queues, lease: float, finished=None) -> None:
+            """The worker in `slot` claims the best ready job, if there is one: by itself, or
+            (`finished`) in the same call that recorded its previous run's outcome."""
             worker = self.worker_id(slot)
             now = self.now()
             expected = self.ready(queues, now)
-            claim = self.store.claim(worker, "host", queues and list(queues), lease)
+            if finished is None:
+                claim = self.store.claim(worker, "host", queues and list(queues), lease)
+            else:
+                claim = finished.next_claim
             if expected is None:
                 assert claim is None, f"claimed {claim.job.id!r}, but no job was ready"
                 return
@@ -358,40 +362,56 @@ def machine_for(open_fresh_store, fake_clock: bool):
             index=st.integers(0, 1000),
             # complete, fail and bury (None), or fail with a retry after some delay
             outcome=st.sampled_from(("ok", "ok", None, None, *timing.fail_delays)),
+            # and, as a live worker does between short jobs, claim the next one in the same call
+            then_claim=st.one_of(
+                st.none(), st.tuples(st.sampled_from(QUEUE_FILTERS), st.sampled_from(timing.leases))
+            ),
         )
-        def report(self, index: int, outcome) -> None:
+        def report(self, index: int, outcome, then_claim) -> None:
+            hand = self.pick_hand(index)
+            if hand.slot is None:
+                then_claim = None  # a stalled worker's successor claims for that slot
             if outcome == "ok":
-                self.finish(self.pick_hand(index), OK, 0.0)
+                self.finish(hand, OK, None, then_claim)
             else:
-                self.finish(self.pick_hand(index), EXIT_3, outcome)
+                self.finish(hand, EXIT_3, outcome, then_claim)
 
-        def finish(self, hand: Hand, result: RunResult, delay: float | None) -> None:
+        def finish(self, hand: Hand, result: RunResult, delay: float | None, then_claim) -> None:
             job = self.jobs[hand.claim.job.id]
             self.touched.add(job.id)
             self.release(hand)
+            request = None
+            if then_claim is not None:
+                queues, lease = then_claim
+                worker = self.worker_id(hand.slot)
+                request = ClaimRequest(worker, "host", queues and list(queues), lease)
             if not self.current(hand):
                 before = self.snapshot(job.id)
-                if result is OK:
-                    landed = self.store.complete(hand.claim, result)
-                else:
-                    landed = self.store.fail(hand.claim, result, delay)
+                finished = self.store.finish(hand.claim, result, delay, request)
                 self.now()
-                assert landed is False, "a stale claim recorded an outcome"
-                assert self.snapshot(job.id) == before, "a stale report changed the job"
-                return
-            now = self.now()
-            if result is OK:
-                assert self.store.complete(hand.claim, result) is True
-                job.state = "completed"
+                assert finished.held is False, "a stale claim recorded an outcome"
+                taken = finished.next_claim
+                if taken is None or taken.job.id != job.id:
+                    # (Else the job was claimed anew, checked against the model after take.)
+                    assert self.snapshot(job.id) == before, "a stale report changed the job"
             else:
-                assert self.store.fail(hand.claim, result, delay) is True
-                job.state = "dead" if delay is None else "failed"
-                if delay is not None:
-                    job.run_at = now + delay
-            job.close_run(result.outcome.value)
-            job.exit_code, job.last_error = result.exit_code, result.error
-            job.worker = job.lease_until = job.run_id = None
-            job.updated_at = now
+                now = self.now()
+                finished = self.store.finish(hand.claim, result, delay, request)
+                assert finished.held is True
+                if result is OK:
+                    job.state = "completed"
+                else:
+                    job.state = "dead" if delay is None else "failed"
+                    if delay is not None:
+                        job.run_at = now + delay
+                job.close_run(result.outcome.value)
+                job.exit_code, job.last_error = result.exit_code, result.error
+                job.worker = job.lease_until = job.run_id = None
+                job.updated_at = now
+            if request is None:
+                assert finished.next_claim is None, "claimed a job nobody asked for"
+            else:
+                self.take(hand.slot, then_claim[0], then_claim[1], finished)
 
         @precondition(lambda self: any(hand.slot is not None for hand in self.hands))
         @rule(
@@ -665,7 +685,7 @@ def test_retry_dead_with_the_same_id_twice_retries_it_once(store) -> None:
     # and then refused the second ("job 'a' is pending, not dead"), undoing both.
     store.add([build_spec({"id": "a", "command": "false", "max_retries": 0}, DEFAULTS)])
     held = store.claim("w1", "host", None, 60.0)
-    assert store.fail(held, EXIT_3, None) is True
+    assert store.finish(held, EXIT_3, None).held is True
     assert store.retry_dead(["a", "a"]) == ["a"]
     job = store.get("a")
     assert (job.state.value, job.attempts) == ("pending", 0)
@@ -684,4 +704,4 @@ def test_a_claim_from_before_a_dlq_retry_is_fenced_even_under_the_same_worker_id
     fresh = store.claim("fixed-id", "host", None, 60.0)
     assert (fresh.job.id, fresh.attempt) == ("a", stale.attempt)
     assert store.heartbeat("fixed-id", 60.0, stale).held is False
-    assert store.complete(stale, OK) is False
+    assert store.finish(stale, OK, None).held is False

@@ -492,7 +492,7 @@ def test_times_come_from_the_server_clock_not_the_hosts(pg_url, monkeypatch, ske
             assert store.rescue_expired(bury, 5.0) == []
             assert store.heartbeat("w1", 5.0, claim).held
             assert abs(store.get("due").lease_until - (server_now() + 5)) < 2
-            assert store.complete(claim, RunResult(Outcome.EXITED, 0, None))
+            assert store.finish(claim, RunResult(Outcome.EXITED, 0, None), None).held
             assert abs(store.get("due").updated_at - server_now()) < 2
 
             # A lease that really ran out is rescued all the same.

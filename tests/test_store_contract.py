@@ -16,7 +16,7 @@ from conftest import wait_for
 
 from queuectl.errors import DuplicateJob, InvalidTransition, JobNotFound
 from queuectl.models import STATES, JobState, Outcome, RunResult, build_spec
-from queuectl.store import open_store
+from queuectl.store import ClaimRequest, open_store
 
 DEFAULTS = {"max-retries": 3, "job-timeout": 300.0}
 LEASE = 60.0
@@ -62,7 +62,7 @@ def make_dead(store, job_id: str, **fields) -> None:
     add(store, job_id, **fields)
     held = claim(store, queues=[fields.get("queue", "default")])
     assert held is not None and held.job.id == job_id
-    assert store.fail(held, EXIT_3, None)
+    assert store.finish(held, EXIT_3, None).held
 
 
 class FakeClock:
@@ -245,9 +245,9 @@ def test_counts_has_every_state(store):
     for name in ("pending", "processing", "completed", "failed", "dead", "canceled"):
         add(store, name, queue=name)
     claim(store, queues=["processing"])
-    assert store.complete(claim(store, queues=["completed"]), OK)
-    assert store.fail(claim(store, queues=["failed"]), EXIT_3, 3600)
-    assert store.fail(claim(store, queues=["dead"]), EXIT_3, None)
+    assert store.finish(claim(store, queues=["completed"]), OK, None).held
+    assert store.finish(claim(store, queues=["failed"]), EXIT_3, 3600).held
+    assert store.finish(claim(store, queues=["dead"]), EXIT_3, None).held
     store.cancel("canceled")
 
     assert store.counts() == dict.fromkeys(STATES, 1)
@@ -310,7 +310,7 @@ def test_claim_marks_processing_counts_the_attempt_and_opens_a_run(timed):
 
     assert claim(store) is None  # nothing else is ready, and "a" is held
 
-    assert store.fail(held, EXIT_3, 0.0)
+    assert store.finish(held, EXIT_3, 0.0).held
     again = store.claim("worker-2", "host-b", None, 30.0)
     assert (again.job.id, again.attempt, again.job.attempts) == ("a", 2, 2)
     assert again.run_id != held.run_id
@@ -348,7 +348,7 @@ def test_set_run_pid_leaves_the_claim_intact(store):
     held = claim(store)
     store.set_run_pid(held, 4242)
     assert store.heartbeat("w1", LEASE, held).held
-    assert store.complete(held, OK)
+    assert store.finish(held, OK, None).held
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +373,7 @@ def test_heartbeat_extends_the_lease(timed):
     timed.advance(2 * unit)  # past the first deadline, before the extended one
     assert store.rescue_expired(fixed_delay(0.0), 1000 * unit) == []
     assert state(store, "a") == JobState.PROCESSING
-    assert store.complete(held, OK)
+    assert store.finish(held, OK, None).held
 
 
 def test_heartbeat_without_a_claim_reports_held(store):
@@ -386,7 +386,7 @@ def test_complete_records_the_outcome_and_releases_the_job(store):
     store.register_worker("w1", "host-a", 1)
     add(store, "a")
     held = claim(store)
-    assert store.complete(held, OK) is True
+    assert store.finish(held, OK, None).held is True
     job = store.get("a")
     assert (job.state, job.attempts, job.exit_code, job.last_error) == (
         JobState.COMPLETED,
@@ -401,8 +401,8 @@ def test_complete_records_the_outcome_and_releases_the_job(store):
     assert run.finished_at is not None and run.finished_at >= run.started_at
     assert claim(store) is None  # a completed job is never claimed again
     # The claim is spent: a second outcome or heartbeat is fenced off.
-    assert store.complete(held, OK) is False
-    assert store.fail(held, EXIT_3, None) is False
+    assert store.finish(held, OK, None).held is False
+    assert store.finish(held, EXIT_3, None).held is False
     assert store.heartbeat("w1", LEASE, held).held is False
     assert state(store, "a") == JobState.COMPLETED
 
@@ -412,7 +412,7 @@ def test_fail_with_a_retry_delay_schedules_the_retry(timed):
     add(store, "a")
     held = claim(store)
     before = store.now()
-    assert store.fail(held, EXIT_3, 4 * unit) is True
+    assert store.finish(held, EXIT_3, 4 * unit).held is True
     job = store.get("a")
     assert (job.state, job.exit_code, job.last_error) == (
         JobState.FAILED,
@@ -442,7 +442,7 @@ def test_fail_without_a_retry_delay_buries_the_job(store):
     add(store, "a")
     held = claim(store)
     result = RunResult(Outcome.TIMED_OUT, None, "timed out after 1s")
-    assert store.fail(held, result, None) is True
+    assert store.finish(held, result, None).held is True
     job = store.get("a")
     assert (job.state, job.last_error, job.exit_code) == (JobState.DEAD, "timed out after 1s", None)
     assert ids(store.list_jobs(state="dead")) == ["a"]
@@ -451,14 +451,53 @@ def test_fail_without_a_retry_delay_buries_the_job(store):
     assert store.runs("a")[0].outcome == "timed_out"
 
 
+def test_finish_records_the_outcome_and_claims_the_next_job(timed):
+    store = timed.store
+    add(store, "a", "b", "c")
+    first = claim(store)
+    request = ClaimRequest("w1", "host-a", None, LEASE)
+    finished = store.finish(first, OK, None, request)
+    assert finished.held is True
+    assert state(store, "a") == JobState.COMPLETED
+    second = finished.next_claim
+    assert (second.job.id, second.worker_id, second.attempt) == ("b", "w1", 1)
+    assert (second.job.state, state(store, "b")) == (JobState.PROCESSING, JobState.PROCESSING)
+    assert second.run_id != first.run_id
+    assert store.heartbeat("w1", LEASE, second).held is True
+    # A failed run with a retry delay, claiming what is ready: the run just failed is not.
+    before = store.now()
+    finished = store.finish(second, EXIT_3, 4 * timed.unit, request)
+    assert (finished.held, finished.next_claim.job.id) == (True, "c")
+    job = store.get("b")
+    assert (job.state, job.last_error) == (JobState.FAILED, "exited with status 3")
+    assert before + 4 * timed.unit - EPS <= job.run_at <= store.now() + 4 * timed.unit + EPS
+    # Without a request nothing more is claimed; without a delay the job is dead.
+    finished = store.finish(finished.next_claim, EXIT_3, None)
+    assert finished == (True, None)
+    assert state(store, "c") == JobState.DEAD
+    assert store.counts()["processing"] == 0
+
+
+def test_finish_of_a_fenced_claim_still_claims_the_next_job(store):
+    add(store, "a", "b")
+    held = claim(store)
+    store.cancel("a")
+    finished = store.finish(held, OK, None, ClaimRequest("w1", "host-a", None, LEASE))
+    assert finished.held is False
+    assert state(store, "a") == JobState.CANCELED
+    assert finished.next_claim.job.id == "b"
+    assert store.finish(finished.next_claim, OK, None, None) == (True, None)
+    assert state(store, "b") == JobState.COMPLETED
+
+
 def test_cancel_fences_off_the_running_claim(store):
     store.register_worker("w1", "host-a", 1)
     add(store, "a")
     held = claim(store)
     assert store.cancel("a") is JobState.PROCESSING
     assert store.heartbeat("w1", LEASE, held).held is False
-    assert store.complete(held, OK) is False
-    assert store.fail(held, EXIT_3, 0.0) is False
+    assert store.finish(held, OK, None).held is False
+    assert store.finish(held, EXIT_3, 0.0).held is False
     job = store.get("a")
     assert (job.state, job.exit_code, job.worker_id) == (JobState.CANCELED, None, None)
     [run] = store.runs("a")
@@ -500,7 +539,7 @@ def test_rescue_requeues_expired_jobs_as_failed_runs(timed):
     assert state(store, "long") == JobState.PROCESSING
 
     assert store.rescue_expired(policy, 1000 * unit) == []  # done once only
-    assert store.complete(long, OK)
+    assert store.finish(long, OK, None).held
 
 
 def test_rescue_buries_a_job_whose_retries_are_exhausted(timed):
@@ -527,7 +566,7 @@ def test_stale_claim_after_rescue_is_fenced(timed):
 
     # Requeued but not yet claimed again: the old worker cannot finish it.
     assert store.heartbeat("old", 4 * unit, stale).held is False
-    assert store.complete(stale, OK) is False
+    assert store.finish(stale, OK, None).held is False
     assert state(store, "a") == JobState.FAILED
 
     fresh = claim(store, "new", lease=4 * unit)
@@ -535,8 +574,8 @@ def test_stale_claim_after_rescue_is_fenced(timed):
     lease_before = store.get("a").lease_until
     assert store.heartbeat("old", 1000 * unit, stale).held is False
     assert store.get("a").lease_until == lease_before  # the stale heartbeat moved nothing
-    assert store.complete(stale, OK) is False
-    assert store.fail(stale, EXIT_3, None) is False
+    assert store.finish(stale, OK, None).held is False
+    assert store.finish(stale, EXIT_3, None).held is False
     job = store.get("a")
     assert (job.state, job.attempts, job.worker_id, job.exit_code) == (
         JobState.PROCESSING,
@@ -546,7 +585,7 @@ def test_stale_claim_after_rescue_is_fenced(timed):
     )
     assert store.heartbeat("new", 4 * unit, fresh).held is True
 
-    assert store.fail(fresh, EXIT_3, None) is True
+    assert store.finish(fresh, EXIT_3, None).held is True
     job = store.get("a")
     assert (job.state, job.exit_code) == (JobState.DEAD, 3)
     assert [(r.attempt, r.outcome) for r in store.runs("a")] == [(1, "lost"), (2, "exited")]
@@ -561,12 +600,12 @@ def test_stale_claim_is_fenced_when_the_same_worker_claims_the_job_again(timed):
     fresh = claim(store, "w1", lease=4 * unit)
     assert (fresh.job.id, fresh.attempt) == ("a", 2)
     assert store.heartbeat("w1", 1000 * unit, stale).held is False
-    assert store.complete(stale, OK) is False
+    assert store.finish(stale, OK, None).held is False
     assert (state(store, "a"), store.get("a").attempts) == (JobState.PROCESSING, 2)
     # The late report is still recorded on its own run, which keeps the rescuer's verdict.
     first = store.runs("a")[0]
     assert (first.attempt, first.outcome, first.output_tail) == (1, "lost", "all good\n")
-    assert store.complete(fresh, OK) is True
+    assert store.finish(fresh, OK, None).held is True
 
 
 def test_stale_claim_is_fenced_after_dlq_retry_resets_the_attempt_count(timed):
@@ -583,9 +622,9 @@ def test_stale_claim_is_fenced_after_dlq_retry_resets_the_attempt_count(timed):
     lease_before = store.get("a").lease_until
     assert store.heartbeat("old", 1000 * unit, stale).held is False
     assert store.get("a").lease_until == lease_before
-    assert store.fail(stale, EXIT_3, None) is False
+    assert store.finish(stale, EXIT_3, None).held is False
     assert (state(store, "a"), store.get("a").worker_id) == (JobState.PROCESSING, "new")
-    assert store.complete(fresh, OK) is True
+    assert store.finish(fresh, OK, None).held is True
     assert state(store, "a") == JobState.COMPLETED
 
 
@@ -668,7 +707,7 @@ def test_cancel_pending_failed_and_processing_jobs(store):
     add(store, "pending")
     add(store, "failed", queue="f")
     add(store, "processing", queue="p")
-    assert store.fail(claim(store, queues=["f"]), EXIT_3, 3600)
+    assert store.finish(claim(store, queues=["f"]), EXIT_3, 3600).held
     claim(store, queues=["p"])
     assert store.cancel("pending") is JobState.PENDING
     assert store.cancel("failed") is JobState.FAILED
@@ -680,7 +719,7 @@ def test_cancel_pending_failed_and_processing_jobs(store):
 
 def test_cancel_of_a_finished_or_unknown_job_is_refused(store):
     add(store, "done", queue="c")
-    assert store.complete(claim(store, queues=["c"]), OK)
+    assert store.finish(claim(store, queues=["c"]), OK, None).held
     make_dead(store, "dead")
     add(store, "gone")
     store.cancel("gone")
@@ -738,7 +777,7 @@ def test_worker_registry(timed):
     add(store, "a")
     held = claim(store, "w1")
     assert {w.id: w.current_job for w in store.live_workers(lease)} == {"w1": "a", "w2": None}
-    assert store.complete(held, OK)
+    assert store.finish(held, OK, None).held
     assert {w.id: w.current_job for w in store.live_workers(lease)} == {"w1": None, "w2": None}
 
     store.unregister_worker("w2")
@@ -798,7 +837,7 @@ def test_next_run_at(timed):
     add(store, "due", run_at=PAST, queue="c")
     held = claim(store, queues=["c"])  # processing jobs wait for nothing
     assert store.next_run_at(["c"]) is None
-    assert store.fail(held, EXIT_3, 50 * unit)  # a scheduled retry counts
+    assert store.finish(held, EXIT_3, 50 * unit).held  # a scheduled retry counts
     assert store.next_run_at(["c"]) == pytest.approx(store.get("due").run_at, abs=EPS)
     store.cancel("sooner")
     assert store.next_run_at(["b"]) is None
@@ -855,7 +894,7 @@ def test_concurrent_claimers_take_every_job_exactly_once(store):
             while (held := own.claim(f"w{index}", "host", None, LEASE)) is not None:
                 assert held.attempt == 1
                 claimed[index].append(held.job.id)
-                assert own.complete(held, OK)
+                assert own.finish(held, OK, None).held
         except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)
         finally:

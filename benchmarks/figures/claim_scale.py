@@ -91,7 +91,7 @@ def claim_all(store_history: history.History) -> tuple[float, float]:
             middle = time.perf_counter()
             if claim is None:
                 break
-            if not store.complete(claim, RESULT):
+            if not store.finish(claim, RESULT, None).held:
                 raise RuntimeError(f"complete() lost the claim on {claim.job.id}")
             claim_s += middle - start
             complete_s += time.perf_counter() - middle

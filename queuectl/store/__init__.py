@@ -33,6 +33,31 @@ class Heartbeat(NamedTuple):
     stop_requested: bool
 
 
+class ClaimRequest(NamedTuple):
+    """Who asks for the next job and how long it may hold it: the arguments of `claim`."""
+
+    worker_id: str
+    host: str
+    queues: Sequence[str] | None
+    lease_seconds: float
+
+
+class Finished(NamedTuple):
+    """The store's answer to `finish`."""
+
+    held: bool  # False: the claim was no longer held (fenced); the run is still recorded
+    next_claim: Claim | None  # the job claimed for `then_claim`, if one was asked for and ready
+
+
+def finished_state(result: RunResult, retry_delay: float | None) -> tuple[JobState, float]:
+    """The state a run's outcome puts its job in, and the delay before it is due again."""
+    if result.succeeded:
+        return JobState.COMPLETED, 0.0
+    if retry_delay is None:
+        return JobState.DEAD, 0.0
+    return JobState.FAILED, retry_delay
+
+
 # Called with (attempts, max_retries); returns the delay before the retry, or None for dead.
 RetryPolicy = Callable[[int, int], "float | None"]
 
@@ -41,8 +66,8 @@ class Store(Protocol):
     """What the queue and the workers need from a backend.
 
     Times are epoch seconds in the store's own clock (`now()`), so that on PostgreSQL every
-    host agrees on time. Claims are fenced: `heartbeat`, `complete` and `fail` only act while
-    the job is still `processing` under the same worker and attempt.
+    host agrees on time. Claims are fenced: `heartbeat` and `finish` only act while the job is
+    still `processing` under the same worker and attempt.
     """
 
     description: str  # what `status` prints as the store in use
@@ -83,12 +108,17 @@ class Store(Protocol):
     def set_run_pid(self, claim: Claim, pid: int) -> None:
         """Remember the process group of a run, so a crashed worker's command can be killed."""
 
-    def complete(self, claim: Claim, result: RunResult) -> bool:
-        """Record a successful run; False if the claim was no longer held (fenced)."""
-
-    def fail(self, claim: Claim, result: RunResult, retry_delay: float | None) -> bool:
-        """Record a failed run: `failed` with run_at = now + retry_delay, or `dead` when None.
-        False if the claim was no longer held (the run is still recorded)."""
+    def finish(
+        self,
+        claim: Claim,
+        result: RunResult,
+        retry_delay: float | None,
+        then_claim: ClaimRequest | None = None,
+    ) -> Finished:
+        """Record how a run ended: `completed` if it succeeded, else `failed` due again after
+        `retry_delay` or `dead` when that is None. With `then_claim`, also claim the next job
+        for the same worker, in the same transaction where the backend can: a worker running
+        short jobs back to back then writes once per job instead of twice."""
 
     def rescue_expired(self, policy: RetryPolicy, lease_seconds: float) -> list[str]:
         """Requeue (or bury) jobs whose lease expired, as failed runs, and forget workers

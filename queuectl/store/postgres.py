@@ -20,7 +20,7 @@ ask the store whether it landed, so no effect is ever applied twice:
   rescued as a `lost` run: never run twice, but an attempt wasted.)
 - add: ids are chosen before the call; if every id now exists with our command, the insert
   landed; otherwise it runs again (DuplicateJob if someone else took an id meanwhile).
-- complete / fail: if the run already carries our outcome, it landed (True); otherwise the
+- finish: if the run already carries our outcome, it landed (True); otherwise the
   fenced statement runs again, and it can only land once.
 - cancel / retry_dead / config_unset: if the change is visible it landed; else it runs again.
 Retries back off and give up after about `busy_timeout` (a heartbeat sooner, so the worker's
@@ -48,7 +48,15 @@ except ImportError:  # the `postgres` extra is not installed
 
 from ..errors import DuplicateJob, InvalidTransition, JobNotFound, StoreBusy, StoreError
 from ..models import FINISHED_STATES, STATES, Claim, Job, JobSpec, JobState, RunResult
-from . import Heartbeat, RetryPolicy, WorkerInfo, claim_fence
+from . import (
+    ClaimRequest,
+    Finished,
+    Heartbeat,
+    RetryPolicy,
+    WorkerInfo,
+    claim_fence,
+    finished_state,
+)
 from . import postgres_sql as sql
 
 INSTALL_HINT = (
@@ -371,13 +379,19 @@ class PostgresStore:
         # Give up well inside the lease: the caller's monitor also enforces the job's timeout.
         return self._run(beat, budget=min(self._busy_timeout, max(1.0, lease_seconds / 3)))
 
-    def complete(self, claim: Claim, result: RunResult) -> bool:
-        return self._finish(claim, result, JobState.COMPLETED, None)
-
-    def fail(self, claim: Claim, result: RunResult, retry_delay: float | None) -> bool:
-        if retry_delay is None:
-            return self._finish(claim, result, JobState.DEAD, None)
-        return self._finish(claim, result, JobState.FAILED, retry_delay)
+    def finish(
+        self,
+        claim: Claim,
+        result: RunResult,
+        retry_delay: float | None,
+        then_claim: ClaimRequest | None = None,
+    ) -> Finished:
+        # Two autocommit statements, not one transaction: each is one round trip as it is,
+        # while BEGIN and COMMIT around both would add two.
+        state, delay = finished_state(result, retry_delay)
+        held = self._finish(claim, result, state, delay if state is JobState.FAILED else None)
+        next_claim = self.claim(*then_claim) if then_claim is not None else None
+        return Finished(held, next_claim)
 
     def _finish(
         self, claim: Claim, result: RunResult, state: JobState, delay: float | None

@@ -28,7 +28,15 @@ from ..models import (
     RunResult,
     log_file_name,
 )
-from . import Heartbeat, RetryPolicy, WorkerInfo, claim_fence
+from . import (
+    ClaimRequest,
+    Finished,
+    Heartbeat,
+    RetryPolicy,
+    WorkerInfo,
+    claim_fence,
+    finished_state,
+)
 from . import sqlite_sql as sql
 from .sqlite_files import create_owner_only, file_identity, io_error_cause
 from .wakeup import FifoWakeup, notify_all, wake_dir_for
@@ -348,20 +356,27 @@ class SQLiteStore:
     def claim(
         self, worker_id: str, host: str, queues: Sequence[str] | None, lease_seconds: float
     ) -> Claim | None:
-        queue_filter, params = _queue_filter(queues)
-        statement = sql.CLAIM_JOB.format(queue_filter=queue_filter, columns=sql.JOB_COLUMNS)
         with self._write() as conn:
-            now = self.now()
-            params.update(worker=worker_id, now=now, lease=lease_seconds)
-            row = conn.execute(statement, params).fetchone()
-            if row is None:
-                return None
-            job = Job.from_row(row[1:])
-            cursor = conn.execute(sql.INSERT_RUN, (row[0], job.attempts, worker_id, host, now))
+            claim = self._take(conn, ClaimRequest(worker_id, host, queues, lease_seconds))
             crash_point("claim-before-commit")
-        claim = Claim(job=job, worker_id=worker_id, attempt=job.attempts, run_id=cursor.lastrowid)
-        self._open_claims.add(_claim_key(claim))
+        if claim is not None:
+            self._open_claims.add(_claim_key(claim))
         return claim
+
+    def _take(self, conn: sqlite3.Connection, request: ClaimRequest) -> Claim | None:
+        """Claim the best ready job inside the caller's write transaction."""
+        queue_filter, params = _queue_filter(request.queues)
+        statement = sql.CLAIM_JOB.format(queue_filter=queue_filter, columns=sql.JOB_COLUMNS)
+        now = self.now()
+        params.update(worker=request.worker_id, now=now, lease=request.lease_seconds)
+        row = conn.execute(statement, params).fetchone()
+        if row is None:
+            return None
+        job = Job.from_row(row[1:])
+        cursor = conn.execute(
+            sql.INSERT_RUN, (row[0], job.attempts, request.worker_id, request.host, now)
+        )
+        return Claim(job, request.worker_id, job.attempts, cursor.lastrowid)
 
     @_translate
     def set_run_pid(self, claim: Claim, pid: int) -> None:
@@ -395,20 +410,18 @@ class SQLiteStore:
         return Heartbeat(held=held, stop_requested=bool(row and row[0]))
 
     @_translate
-    def complete(self, claim: Claim, result: RunResult) -> bool:
-        return self._finish(claim, result, JobState.COMPLETED, 0.0)
-
-    @_translate
-    def fail(self, claim: Claim, result: RunResult, retry_delay: float | None) -> bool:
-        if retry_delay is None:
-            return self._finish(claim, result, JobState.DEAD, 0.0)
-        return self._finish(claim, result, JobState.FAILED, retry_delay)
-
-    def _finish(self, claim: Claim, result: RunResult, state: JobState, delay: float) -> bool:
+    def finish(
+        self,
+        claim: Claim,
+        result: RunResult,
+        retry_delay: float | None,
+        then_claim: ClaimRequest | None = None,
+    ) -> Finished:
+        state, delay = finished_state(result, retry_delay)
         key = _claim_key(claim)
         if key in self._stale_claims:
             self._stale_claims.discard(key)
-            return False  # its store file is gone: the outcome has nowhere to go
+            return Finished(False, None)  # its store file is gone: the outcome has nowhere to go
         with self._write() as conn:
             now = self.now()
             finished = conn.execute(
@@ -433,9 +446,12 @@ class SQLiteStore:
                     "run_id": claim.run_id,
                 },
             )
+            next_claim = self._take(conn, then_claim) if then_claim is not None else None
             crash_point("finish-before-commit")
         self._open_claims.discard(key)
-        return finished.rowcount == 1
+        if next_claim is not None:
+            self._open_claims.add(_claim_key(next_claim))
+        return Finished(finished.rowcount == 1, next_claim)
 
     @_translate
     def rescue_expired(self, policy: RetryPolicy, lease_seconds: float) -> list[str]:
