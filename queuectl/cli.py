@@ -2,24 +2,26 @@
 
 Exit status: 0 success, 1 a failed operation (bad spec, unknown job, store unusable),
 2 usage errors (Click's own). No business rule and no SQL here.
+
+`enqueue` runs in shell loops, so this module holds only what it needs: the root group, the
+plumbing every command shares, and `enqueue`. The other commands are in commands.py, imported
+the first time one of them is looked up or the commands are listed (`--help`, completion);
+building their options would cost `enqueue` about a millisecond.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import click
 
 from . import __version__
 from .config import ConfigError
 from .errors import QueueError
-from .formatting import JOB_HEADERS, clean, job_details, job_rows, table
-from .models import INT64_MAX, STATES, SpecError, check_encodable, iso
+from .models import SpecError
 from .queue import Queue
-
-DEFAULT_LIST_LIMIT = 100
 
 
 class Context:
@@ -41,8 +43,55 @@ class Context:
             self._queue = None
 
 
-class QueuectlGroup(click.Group):
-    """Turns domain errors raised anywhere below into one-line messages with exit status 1."""
+# Click builds each command's -h/--help option on every run, help asked for or not, and looks
+# its help text up in gettext catalogs each time: that imports `locale` and searches the disk,
+# about 1.5 ms of every `enqueue`. Ours is the same option with click's English text (click
+# ships no catalogs and queuectl installs none), stored under the name click 8.5 gives it.
+HELP_TEXT = "Show this message and exit."
+HELP_STORAGE_NAME = "_click_default_help"
+
+
+def show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """What click's help option does: print the help page and exit."""
+    if value and not ctx.resilient_parsing:
+        click.echo(ctx.get_help(), color=ctx.color)
+        ctx.exit()
+
+
+class Command(click.Command):
+    """A click command whose help option is built without gettext (see HELP_TEXT)."""
+
+    _untranslated_help: click.Option | None = None
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        names = self.get_help_option_names(ctx)
+        if not names or not self.add_help_option:
+            return None
+        # One object per command, as in click: eager parameters are told apart by identity.
+        if self._untranslated_help is None:
+            self._untranslated_help = click.Option(
+                [*names, HELP_STORAGE_NAME],
+                is_flag=True,
+                is_eager=True,
+                expose_value=False,
+                callback=show_help,
+                help=HELP_TEXT,
+            )
+        return self._untranslated_help
+
+
+class Group(Command, click.Group):
+    """A click group of such commands and groups."""
+
+    command_class = Command
+    group_class = type  # subgroups are Groups too
+
+
+class QueuectlGroup(Group):
+    """The root: turns domain errors raised anywhere below into one-line messages with exit
+    status 1, and loads the commands of commands.py when they are first needed."""
+
+    group_class = Group
 
     def invoke(self, ctx: click.Context):
         try:
@@ -54,19 +103,23 @@ class QueuectlGroup(click.Group):
             sys.stderr.close()
             raise SystemExit(0) from None
 
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            # Also for a name that is no command: click's "did you mean" looks at them all.
+            load_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        load_commands()
+        return super().list_commands(ctx)
+
+
+def load_commands() -> None:
+    """Register the commands of commands.py on `cli` (once: a module is imported once)."""
+    from . import commands  # noqa: F401
+
 
 pass_ctx = click.make_pass_decorator(Context)
-
-
-def stored_text(ctx: click.Context, param: click.Parameter, value):
-    """Check an id or queue name given on the command line. Bytes that are not valid UTF-8
-    reach Python as lone surrogates, which no store can hold (nor look up): refuse them with a
-    one-line error (exit 1) rather than a traceback from the driver."""
-    what = max(param.opts, key=len) if isinstance(param, click.Option) else "job id"
-    for text in value if isinstance(value, tuple) else (value,):
-        if text is not None:
-            check_encodable(text, what)
-    return value
 
 
 def stdin_lines() -> Iterator[str]:
@@ -79,16 +132,6 @@ def stdin_lines() -> Iterator[str]:
         raise SpecError(
             f"standard input is not valid {exc.encoding} text ({exc.reason}); nothing was enqueued"
         ) from None
-
-
-def json_option(func: Callable) -> Callable:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(func)
-
-
-def emit_json(data: object) -> None:
-    import json
-
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def print_version(ctx: click.Context) -> None:
@@ -177,344 +220,6 @@ def enqueue(ctx: Context, spec_json: str | None, command: str | None, **flags) -
     names = {"job_id": "id", "queue_name": "queue"}
     spec = {"command": command, **{names.get(key, key): value for key, value in given.items()}}
     click.echo(ctx.queue.enqueue(spec))
-
-
-# ---------------------------------------------------------------------------------------------
-# worker
-
-
-@cli.group()
-def worker() -> None:
-    """Start and stop worker processes.
-
-    \b
-    Example:
-      queuectl worker start --count 3
-      queuectl worker stop
-    """
-
-
-@worker.command("start")
-@click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option(
-    "--queue",
-    "-q",
-    "queues",
-    multiple=True,
-    callback=stored_text,
-    help="Serve only these queues (repeat).",
-)
-@click.option("--burst", is_flag=True, help="Exit once no job is ready to run now.")
-@click.option("--quiet", is_flag=True, help="Do not print a line per job.")
-@pass_ctx
-def worker_start(
-    ctx: Context, count: int, queues: tuple[str, ...], burst: bool, quiet: bool
-) -> None:
-    """Run COUNT workers in the foreground until stopped (Ctrl-C, SIGTERM or `worker stop`).
-
-    A first Ctrl-C lets running jobs finish; a second kills them (they are retried).
-
-    \b
-    Examples:
-      queuectl worker start --count 3
-      queuectl worker start --queue emails --queue reports --burst
-    """
-    from .supervisor import Supervisor
-
-    store = ctx.queue.store
-    ctx.queue.settings()  # a bad setting fails here, once, not in every worker
-    target, description = store.target, store.description
-    ctx.close()  # each worker opens its own connection
-    click.echo(f"queuectl: {count} worker(s) on {clean(description)}; Ctrl-C to stop", err=True)
-    sys.exit(Supervisor(target, count, queues, burst, quiet).run())
-
-
-@worker.command("stop")
-@click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS")
-@pass_ctx
-def worker_stop(ctx: Context, timeout: float) -> None:
-    """Ask every running worker of this store (any host) to stop after its current job.
-
-    Exits 0 once they have exited, 1 if TIMEOUT passed first.
-
-    \b
-    Example:
-      queuectl worker stop --timeout 120
-    """
-    asked = ctx.queue.request_stop()
-    if not asked:
-        click.echo("no workers are running")
-        return
-    click.echo(f"asked {len(asked)} worker(s) to stop; waiting up to {timeout:g}s")
-    left = ctx.queue.wait_for_workers_exit(asked, timeout)
-    if left:
-        raise click.ClickException(f"{len(left)} worker(s) still running after {timeout:g}s")
-    click.echo(f"{len(asked)} worker(s) stopped")
-
-
-# ---------------------------------------------------------------------------------------------
-# looking
-
-
-@cli.command()
-@json_option
-@pass_ctx
-def status(ctx: Context, as_json: bool) -> None:
-    """Show the store in use, job counts by state and live workers.
-
-    \b
-    Example:
-      queuectl status --json
-    """
-    result = ctx.queue.status()
-    workers = [
-        {
-            "id": w.id,
-            "host": w.host,
-            "pid": w.pid,
-            "started_at": iso(w.started_at),
-            "last_heartbeat": iso(w.last_heartbeat),
-            "current_job": w.current_job,
-        }
-        for w in result.workers
-    ]
-    if as_json:
-        emit_json({"store": result.store, "jobs": result.jobs, "workers": workers})
-        return
-    click.echo(f"store: {clean(result.store)}")
-    click.echo("jobs:")
-    for state, count in result.jobs.items():
-        click.echo(f"  {state:<11} {count}")
-    click.echo(f"workers: {len(workers)}")
-    if workers:
-        headers = ("ID", "HOST", "PID", "STARTED_AT", "LAST_HEARTBEAT", "CURRENT_JOB")
-        rows = [tuple(w.values()) for w in workers]
-        click.echo("\n".join("  " + line for line in table(headers, rows).splitlines()))
-
-
-@cli.command("list")
-@click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--queue", "-q", "queue_name", callback=stored_text, help="Only jobs of this queue.")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=0),
-    default=DEFAULT_LIST_LIMIT,
-    show_default=True,
-    help="At most this many jobs, oldest first; 0 = all.",
-)
-@json_option
-@pass_ctx
-def list_command(
-    ctx: Context, state: str | None, queue_name: str | None, limit: int, as_json: bool
-) -> None:
-    """List jobs in the order they were enqueued.
-
-    \b
-    Example:
-      queuectl list --state failed --limit 20
-    """
-    # A limit past what any store can count means all (and limit + 1 must fit in 64 bits).
-    fetch = None if limit == 0 or limit >= INT64_MAX else limit + 1
-    jobs = ctx.queue.list_jobs(state=state, queue=queue_name, limit=fetch)
-    more = fetch is not None and len(jobs) > limit
-    jobs = jobs[:limit] if more else jobs
-    if as_json:
-        emit_json([job.to_dict() for job in jobs])
-    elif jobs:
-        click.echo(table(JOB_HEADERS, job_rows(jobs)))
-    else:
-        click.echo("no jobs", err=True)
-    if more:
-        click.echo(f"(showing the first {limit}; use --limit 0 for all)", err=True)
-
-
-@cli.command()
-@click.argument("job_id", callback=stored_text)
-@json_option
-@pass_ctx
-def show(ctx: Context, job_id: str, as_json: bool) -> None:
-    """Show one job: its fields, exit code, last error and run history.
-
-    \b
-    Example:
-      queuectl show job1 --json
-    """
-    job = ctx.queue.get(job_id, with_runs=True)
-    if as_json:
-        emit_json(job.to_dict(with_runs=True))
-    else:
-        click.echo(job_details(job))
-
-
-@cli.command()
-@click.argument("job_id", callback=stored_text)
-@pass_ctx
-def logs(ctx: Context, job_id: str) -> None:
-    """Print the captured stdout+stderr of a job's runs, oldest first.
-
-    Output goes to stdout; a header line before each run goes to stderr.
-
-    \b
-    Example:
-      queuectl logs job1
-    """
-    runs = ctx.queue.runs(job_id)
-    if not runs:
-        click.echo(f"job {job_id!r} has not run yet", err=True)
-        return
-    out = sys.stdout.buffer
-    for run in runs:
-        outcome = run.outcome or "running"
-        exit_text = "" if run.exit_code is None else f", exit {run.exit_code}"
-        click.echo(f"=== attempt {run.attempt} ({outcome}{exit_text}) ===", err=True)
-        for chunk in ctx.queue.read_log(run):
-            out.write(chunk)
-        out.flush()
-
-
-# ---------------------------------------------------------------------------------------------
-# changing
-
-
-@cli.command()
-@click.argument("job_id", callback=stored_text)
-@pass_ctx
-def cancel(ctx: Context, job_id: str) -> None:
-    """Cancel a pending, failed or running job (a running command is killed).
-
-    \b
-    Example:
-      queuectl cancel job1
-    """
-    previous = ctx.queue.cancel(job_id)
-    note = " (its command was killed)" if previous.value == "processing" else ""
-    click.echo(f"canceled {clean(job_id)}, was {previous.value}{note}")
-
-
-@cli.group()
-def dlq() -> None:
-    """The dead-letter queue: jobs that used up their retries.
-
-    \b
-    Example:
-      queuectl dlq list
-      queuectl dlq retry --all
-    """
-
-
-@dlq.command("list")
-@json_option
-@pass_ctx
-def dlq_list(ctx: Context, as_json: bool) -> None:
-    """List dead jobs.
-
-    \b
-    Example:
-      queuectl dlq list --json
-    """
-    jobs = ctx.queue.list_jobs(state="dead")
-    if as_json:
-        emit_json([job.to_dict() for job in jobs])
-    elif jobs:
-        headers = ("ID", "ATTEMPTS", "QUEUE", "UPDATED_AT", "LAST_ERROR", "COMMAND")
-        rows = [
-            (job.id, job.attempts, job.queue, iso(job.updated_at), job.last_error, job.command)
-            for job in jobs
-        ]
-        click.echo(table(headers, [[clean(cell, 60) for cell in row] for row in rows]))
-    else:
-        click.echo("the dead-letter queue is empty", err=True)
-
-
-@dlq.command("retry")
-@click.argument("job_ids", nargs=-1, metavar="JOB_ID...", callback=stored_text)
-@click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
-@pass_ctx
-def dlq_retry(ctx: Context, job_ids: tuple[str, ...], retry_all: bool) -> None:
-    """Move dead jobs back to pending with attempts reset (run history is kept).
-
-    \b
-    Examples:
-      queuectl dlq retry job1 job2
-      queuectl dlq retry --all
-    """
-    if retry_all == bool(job_ids):
-        raise click.UsageError("give JOB_IDs or --all (one of the two)")
-    retried = ctx.queue.retry_dead(None if retry_all else list(job_ids))
-    for job_id in retried:
-        click.echo(f"{clean(job_id)}: dead -> pending")
-    if not retried:
-        click.echo("the dead-letter queue is empty", err=True)
-
-
-@cli.group("config")
-def config_group() -> None:
-    """Read and change settings shared by every worker of this store.
-
-    \b
-    Example:
-      queuectl config set max-retries 5
-      queuectl config list
-    """
-
-
-@config_group.command("list")
-@json_option
-@pass_ctx
-def config_list(ctx: Context, as_json: bool) -> None:
-    """Show each key's value in effect and where it comes from (env, store or default).
-
-    \b
-    Example:
-      queuectl config list
-    """
-    entries = ctx.queue.config_entries()
-    if as_json:
-        emit_json({e.key: {"value": e.value, "source": e.source} for e in entries})
-        return
-    click.echo(table(("KEY", "VALUE", "SOURCE"), [(e.key, e.value, e.source) for e in entries]))
-
-
-@config_group.command("get")
-@click.argument("key")
-@pass_ctx
-def config_get(ctx: Context, key: str) -> None:
-    """Print the value of KEY in effect for this process.
-
-    \b
-    Example:
-      queuectl config get backoff-base
-    """
-    click.echo(ctx.queue.config_get(key))
-
-
-@config_group.command("set", context_settings={"ignore_unknown_options": True})
-@click.argument("key")
-@click.argument("value")
-@pass_ctx
-def config_set(ctx: Context, key: str, value: str) -> None:
-    """Store a value for KEY.
-
-    \b
-    Example:
-      queuectl config set job-timeout 600
-    """
-    ctx.queue.config_set(key, value)
-    click.echo(f"{key} = {value.strip()}")
-
-
-@config_group.command("unset")
-@click.argument("key")
-@pass_ctx
-def config_unset(ctx: Context, key: str) -> None:
-    """Remove the stored value of KEY, back to its default.
-
-    \b
-    Example:
-      queuectl config unset job-timeout
-    """
-    removed = ctx.queue.config_unset(key)
-    click.echo(f"{key} reset to its default" if removed else f"{key} was not set")
 
 
 def main() -> None:

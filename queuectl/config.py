@@ -4,8 +4,7 @@ Values live in the store so every worker on every host sees the same settings;
 `QUEUECTL_<KEY>` environment variables override them for one process.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`, for the NamedTuples below: see models.py.
 import math
 import os
 from collections.abc import Callable, Mapping

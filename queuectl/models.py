@@ -4,8 +4,9 @@ Nothing here touches a database, a clock or a process: every function takes what
 returns values, so the rules can be tested exhaustively on their own.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here, unlike the other modules: typing.NamedTuple turns
+# string annotations into ForwardRefs, compiling each one, and that made importing this module
+# (on every `queuectl enqueue`) about 0.5 ms slower. Every annotation is valid at run time (3.10+).
 import math
 import os
 from collections.abc import Sequence
@@ -126,7 +127,7 @@ class Job(NamedTuple):
     runs: Sequence[Run] = ()
 
     @classmethod
-    def from_row(cls, row: Sequence[Any], runs: Sequence[Run] = ()) -> Job:
+    def from_row(cls, row: Sequence[Any], runs: Sequence[Run] = ()) -> "Job":
         """A job from its stored columns, in the order of the fields above."""
         return cls(row[0], row[1], JobState(row[2]), *row[3:15], list(runs))
 

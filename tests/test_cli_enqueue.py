@@ -290,3 +290,37 @@ def test_enqueued_spec_round_trips_through_show(cli):
         assert job[key] == spec[key], key
     assert utc_time(job["run_at"]) == datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
     assert json.loads(json.dumps(job)) == job
+
+
+# Issue 3: `enqueue` runs in shell loops, so it imports nothing it does not use: no other
+# command (commands.py, formatting), nothing of the worker side, no python-dotenv without a
+# .env, no PostgreSQL driver for a SQLite store, and not `locale`, which click's gettext lookup
+# of its help option's text would import.
+NOT_ON_THE_ENQUEUE_PATH = (
+    "queuectl.commands",
+    "queuectl.formatting",
+    "queuectl.worker",
+    "queuectl.runner",
+    "queuectl.supervisor",
+    "dotenv",
+    "psycopg",
+    "locale",
+)
+
+
+def test_enqueue_imports_only_what_it_needs(sqlite_cli):
+    result = sqlite_cli("enqueue", "--command", "true", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "queuectl.cli" in imported and "queuectl.store.sqlite" in imported
+    unwanted = {
+        name
+        for name in imported
+        for root in NOT_ON_THE_ENQUEUE_PATH
+        if name == root or name.startswith(root + ".")
+    }
+    assert not unwanted, unwanted
