@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from .models import Outcome, RunResult
 
@@ -30,10 +29,12 @@ OWNER_ONLY = 0o600
 class RunningCommand:
     """A started command: wait for it, kill its whole process tree, describe how it ended."""
 
-    def __init__(self, command: str, extra_env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self, command: str, extra_env: Mapping[str, str], log_path: str | os.PathLike
+    ) -> None:
         self.started = time.monotonic()
         self._kill_reason: tuple[Outcome, str] | None = None
-        self._log_path = log_path
+        self._log_path = log_path = os.fspath(log_path)
         self._proc: subprocess.Popen | None = None
         self._start_error: str | None = None
         try:
@@ -108,7 +109,7 @@ class RunningCommand:
         if self._proc is None:
             if hasattr(self, "_log"):
                 self._log.close()
-            return RunResult(Outcome.NOT_STARTED, None, self._start_error, "", str(self._log_path))
+            return RunResult(Outcome.NOT_STARTED, None, self._start_error, "", self._log_path)
         returncode = self._proc.wait()
         if self._pidfd is not None:
             os.close(self._pidfd)
@@ -117,7 +118,7 @@ class RunningCommand:
         return self._result(returncode, tail)
 
     def _result(self, returncode: int, tail: str) -> RunResult:
-        log = str(self._log_path)
+        log = self._log_path
         if self._kill_reason is not None:
             outcome, reason = self._kill_reason
             return RunResult(outcome, None, reason, tail, log)
@@ -143,22 +144,23 @@ class LogFile:
 
     _dir_fds: dict[str, int] = {}  # one open descriptor per logs folder, for linkat
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
+        # Plain strings, not pathlib: this runs once per job, and pathlib costs tens of µs.
         self.path = path
+        self.folder, self.name = os.path.split(path)
         self.named = False
         self.fd = -1
         try:
             self._open()
         except FileNotFoundError:
             # The logs folder was deleted since this process last wrote there: make it again.
-            _forget_dir_fd(str(path.parent))
+            _forget_dir_fd(self.folder)
             self._open()
 
     def _open(self) -> None:
-        path = self.path
-        folder = str(path.parent)
+        folder = self.folder
         if folder not in self._dir_fds:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
             self._dir_fds[folder] = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         self._dir_fd = self._dir_fds[folder]
         if hasattr(os, "O_TMPFILE"):
@@ -166,7 +168,7 @@ class LogFile:
                 self.fd = os.open(folder, os.O_TMPFILE | os.O_RDWR, OWNER_ONLY)
         if self.fd < 0:
             flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-            self.fd = os.open(path, flags, OWNER_ONLY)
+            self.fd = os.open(self.path, flags, OWNER_ONLY)
             self.named = True
 
     def publish(self, retry: bool = True) -> None:
@@ -174,7 +176,7 @@ class LogFile:
             return
         try:
             # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N names an O_TMPFILE file.
-            os.link(f"/proc/self/fd/{self.fd}", self.path.name, dst_dir_fd=self._dir_fd)
+            os.link(f"/proc/self/fd/{self.fd}", self.name, dst_dir_fd=self._dir_fd)
         except FileExistsError:
             pass
         except OSError:
@@ -186,7 +188,7 @@ class LogFile:
         self.named = True
 
     def _reopen_folder(self) -> bool:
-        folder = str(self.path.parent)
+        folder = self.folder
         _forget_dir_fd(folder)
         self._dir_fd = -1
         try:

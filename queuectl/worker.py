@@ -58,6 +58,7 @@ class Worker:
         self._running: RunningCommand | None = None
         self._settings: dict = {}
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
+        self._log_dir = os.fspath(store.log_dir)  # a string: joined once per job
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -177,7 +178,7 @@ class Worker:
         crash_point("after-claim")
         job = claim.job
         self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
-        log_path = self.store.log_dir / log_file_name(job.id, claim.run_id)
+        log_path = os.path.join(self._log_dir, log_file_name(job.id, claim.run_id))
         extra_env = {"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(claim.attempt)}
         running = RunningCommand(job.command, extra_env, log_path)
         self._running = running

@@ -63,6 +63,12 @@ MIGRATIONS = [
         value TEXT NOT NULL
     );
     """,
+    # Every claim and every outcome updated these two, and nothing needs them: the few
+    # `processing` rows that rescue and `status` look at are found through jobs_state.
+    """
+    DROP INDEX jobs_lease;
+    DROP INDEX jobs_worker;
+    """,
 ]
 
 JOB_COLUMNS = (
