@@ -2,6 +2,7 @@
 
 Both from the bench venv (a regular install: see venv.py), into an existing store, each run
 twice to warm the page cache first, then alternated; medians of the wall times. Target ≤ 1.3×.
+On PostgreSQL a second row (information) compares with `python -c "import click, psycopg"`.
 `-X importtime` of the same call lists the costliest imports (shown with --verbose) and flags
 modules that the issue says have no business on this path.
 """
@@ -24,16 +25,24 @@ IMPORT_LINE = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 
 def run(bench: Bench, backend) -> list[Row]:
     target = backend.new_target("enqueue_latency")
+    # On PostgreSQL the driver must be imported too: a second row compares with a baseline
+    # that imports it, to show what queuectl itself adds (information, no target).
+    driver = backend.name == "postgres"
     try:
         enqueue = bench.queuectl(target, "enqueue", "--command", "true")
         click = [str(bench.venv.python), "-c", "import click"]
+        click_driver = [str(bench.venv.python), "-c", "import click, psycopg"]
         for _ in range(2):
             bench.timed(enqueue)
             bench.timed(click)
-        base, calls = [], []
+            if driver:
+                bench.timed(click_driver)
+        base, calls, driver_base = [], [], []
         for _ in range(bench.size("latency_runs")):
             base.append(bench.timed(click) * 1000)
             calls.append(bench.timed(enqueue) * 1000)
+            if driver:
+                driver_base.append(bench.timed(click_driver) * 1000)
         imports = import_profile(bench, enqueue)
     finally:
         backend.drop(target)
@@ -46,7 +55,7 @@ def run(bench: Bench, backend) -> list[Row]:
         "modules_imported": len(imports["modules"]),
         "unwanted_imports": unwanted_imports(imports["modules"], backend.name),
     }
-    return [
+    rows = [
         Row(
             figure=NAME,
             label="one enqueue call",
@@ -59,6 +68,20 @@ def run(bench: Bench, backend) -> list[Row]:
             details=details,
         )
     ]
+    if driver:
+        rows.append(
+            Row(
+                figure=NAME,
+                label="one enqueue call",
+                backend=backend.name,
+                value=median(calls),
+                unit="ms",
+                baseline=median(driver_base),
+                baseline_label="import click, psycopg",
+                details={"import_click_psycopg_ms": [round(ms, 1) for ms in driver_base]},
+            )
+        )
+    return rows
 
 
 def import_profile(bench: Bench, enqueue: list[str]) -> dict:
