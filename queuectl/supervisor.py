@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ class Supervisor:
         self.burst = burst
         self.quiet = quiet
         self.workers: dict[int, tuple[subprocess.Popen, float]] = {}
+        self._exits = _ExitWatch()
         self.signals_seen = 0
         self.failed = False
 
@@ -48,8 +50,9 @@ class Supervisor:
         for _ in range(self.count):
             self._spawn()
         while self.workers:
-            time.sleep(TICK_SECONDS)
+            self._exits.wait(TICK_SECONDS)
             self._reap()
+        self._exits.close()
         _reap_orphans(set(), kill=False)
         return 1 if (self.failed or self.signals_seen > 1) else 0
 
@@ -74,6 +77,7 @@ class Supervisor:
         env = dict(os.environ, **{WORKER_TARGET_VARIABLE: self.target})
         proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, env=env, **extra)
         self.workers[proc.pid] = (proc, time.monotonic())
+        self._exits.add(proc.pid)
 
     def _reap(self) -> None:
         for pid, (proc, started) in list(self.workers.items()):
@@ -81,6 +85,7 @@ class Supervisor:
             if code is None:
                 continue
             del self.workers[pid]
+            self._exits.discard(pid)
             if code == 0 or self.signals_seen:
                 # A worker stopped before it set up its handlers dies of the relayed SIGTERM;
                 # it had claimed nothing, so that is a clean stop too.
@@ -112,6 +117,42 @@ class Supervisor:
         if not self.quiet:
             stamp = time.strftime("%H:%M:%S")
             print(f"{stamp} supervisor: {message}", file=sys.stderr, flush=True)
+
+
+class _ExitWatch:
+    """Wakes the supervisor the moment a worker exits (Linux: each worker's pidfd becomes
+    readable then), so `worker start --burst` returns as soon as the work is done instead of
+    at the next tick. Elsewhere, or without pidfds, it simply sleeps for the tick."""
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}
+        self._poll = select.poll() if hasattr(select, "poll") else None
+
+    def add(self, pid: int) -> None:
+        if self._poll is None or not hasattr(os, "pidfd_open"):
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:  # a kernel older than 5.3
+            return
+        self._fds[pid] = fd
+        self._poll.register(fd, select.POLLIN)
+
+    def discard(self, pid: int) -> None:
+        fd = self._fds.pop(pid, None)
+        if fd is not None:
+            self._poll.unregister(fd)
+            os.close(fd)
+
+    def wait(self, timeout: float) -> None:
+        if self._fds:
+            self._poll.poll(timeout * 1000)
+        else:
+            time.sleep(timeout)
+
+    def close(self) -> None:
+        for pid in list(self._fds):
+            self.discard(pid)
 
 
 def _describe(code: int) -> str:
