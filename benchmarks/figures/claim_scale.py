@@ -1,4 +1,4 @@
-"""Figure 5: claim time with a long history: 1 000 claim()+complete() pairs, in-process through
+"""Figure 5: claim time with a long history: 1 000 claim()+finish() pairs, in-process through
 the store API, in a store holding 1 000 000 finished jobs (quick: 100 000) vs one holding
 1 000. Both stores also hold 100 retries waiting, 10 jobs processing and the 1 000 pending
 jobs being claimed (see history.py). After an untimed warm-up round, rounds alternate small
@@ -92,7 +92,7 @@ def claim_all(store_history: history.History) -> tuple[float, float]:
             if claim is None:
                 break
             if not store.finish(claim, RESULT, None).held:
-                raise RuntimeError(f"complete() lost the claim on {claim.job.id}")
+                raise RuntimeError(f"finish() lost the claim on {claim.job.id}")
             claim_s += middle - start
             complete_s += time.perf_counter() - middle
             count += 1
