@@ -177,7 +177,8 @@ class Worker:
         next job, claimed in the transaction that records this one's outcome, if any."""
         crash_point("after-claim")
         job = claim.job
-        self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
+        if not self.quiet:
+            self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
         log_path = os.path.join(self._log_dir, log_file_name(job.id, claim.run_id))
         extra_env = {"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(claim.attempt)}
         running = RunningCommand(job.command, extra_env, log_path)
