@@ -3,7 +3,7 @@ the store API, in a store holding 1 000 000 finished jobs (quick: 100 000) vs on
 1 000. Both stores also hold 100 retries waiting, 10 jobs processing and the 1 000 pending
 jobs being claimed (see history.py). After an untimed warm-up round, rounds alternate small
 and large store (ABBA order); before each round the claimed jobs are put back to pending with
-SQL. Value: median µs per claim+complete. Target: ratio ≤ 1.2. The store is opened as a worker
+SQL. Value: median µs per claim+finish. Target: ratio ≤ 1.2. The store is opened as a worker
 opens it (SQLite synchronous=NORMAL).
 """
 
@@ -50,7 +50,7 @@ def run(bench: Bench, backend) -> list[Row]:
     return [
         Row(
             figure=NAME,
-            label=f"claim+complete, {large.finished:,} done",
+            label=f"claim+finish, {large.finished:,} done",
             backend=backend.name,
             value=per_job(large.finished),
             unit="µs",
