@@ -55,32 +55,23 @@ def run(bench: Bench, backend) -> list[Row]:
         "modules_imported": len(imports["modules"]),
         "unwanted_imports": unwanted_imports(imports["modules"], backend.name),
     }
-    rows = [
-        Row(
+
+    def row(baseline: list[float], label: str, **fields) -> Row:
+        return Row(
             figure=NAME,
             label="one enqueue call",
             backend=backend.name,
             value=median(calls),
             unit="ms",
-            baseline=median(base),
-            baseline_label="import click",
-            target=TARGET,
-            details=details,
+            baseline=median(baseline),
+            baseline_label=label,
+            **fields,
         )
-    ]
+
+    rows = [row(base, "import click", target=TARGET, details=details)]
     if driver:
-        rows.append(
-            Row(
-                figure=NAME,
-                label="one enqueue call",
-                backend=backend.name,
-                value=median(calls),
-                unit="ms",
-                baseline=median(driver_base),
-                baseline_label="import click, psycopg",
-                details={"import_click_psycopg_ms": [round(ms, 1) for ms in driver_base]},
-            )
-        )
+        driver_ms = [round(ms, 1) for ms in driver_base]
+        rows.append(row(driver_base, "import click, psycopg", details={"baseline_ms": driver_ms}))
     return rows
 
 
