@@ -21,7 +21,8 @@ ask the store whether it landed, so no effect is ever applied twice:
 - add: ids are chosen before the call; if every id now exists with our command, the insert
   landed; otherwise it runs again (DuplicateJob if someone else took an id meanwhile).
 - finish: if the run already carries our outcome, it landed (True); otherwise the
-  fenced statement runs again, and it can only land once.
+  fenced statement runs again, and it can only land once. With the next claim in the same
+  statement, a run row with the claim's token also means it landed (both did: one statement).
 - cancel / retry_dead / config_unset: if the change is visible it landed; else it runs again.
 Retries back off and give up after about `busy_timeout` (a heartbeat sooner, so the worker's
 monitor keeps enforcing timeouts) with StoreError, which workers retry in their own loop and
@@ -346,17 +347,15 @@ class PostgresStore:
     def claim(
         self, worker_id: str, host: str, queues: Sequence[str] | None, lease_seconds: float
     ) -> Claim | None:
-        queue_filter, params = sql.queue_filter(queues)
-        token = os.urandom(12).hex()
-        params.update(worker=worker_id, host=host, lease=lease_seconds, token=token)
-        statement = sql.CLAIM_JOB.format(queue_filter=queue_filter)
+        request = ClaimRequest(worker_id, host, queues, lease_seconds)
+        statement, params = _claim_statement(sql.CLAIM_JOB, request)
 
         def take(cur) -> Claim | None:
             return sql.to_claim(cur.execute(statement, params).fetchone(), worker_id)
 
         def landed(cur):
-            row = cur.execute(sql.FIND_CLAIM, {"worker": worker_id, "token": token}).fetchone()
-            return _RETRY if row is None else sql.to_claim(row, worker_id)
+            claim = _find_claim(cur, request, params["token"])
+            return _RETRY if claim is None else claim
 
         return self._run(take, probe=landed, single=True)
 
@@ -386,30 +385,49 @@ class PostgresStore:
         retry_delay: float | None,
         then_claim: ClaimRequest | None = None,
     ) -> Finished:
-        # Two autocommit statements, not one transaction: each is one round trip as it is,
-        # while BEGIN and COMMIT around both would add two.
         state, delay = finished_state(result, retry_delay)
-        held = self._finish(claim, result, state, delay if state is JobState.FAILED else None)
-        next_claim = self.claim(*then_claim) if then_claim is not None else None
-        return Finished(held, next_claim)
-
-    def _finish(
-        self, claim: Claim, result: RunResult, state: JobState, delay: float | None
-    ) -> bool:
-        outcome, tail = result.outcome.value, sql.clean(result.output_tail)
-        params = claim_fence(claim, state=state.value, delay=delay, exit_code=result.exit_code)
-        params.update(
-            error=sql.clean(result.error), outcome=outcome, tail=tail, run_id=claim.run_id
+        outcome = result.outcome.value
+        params = claim_fence(
+            claim,
+            state=state.value,
+            delay=delay if state is JobState.FAILED else None,
+            exit_code=result.exit_code,
+            error=sql.clean(result.error),
+            outcome=outcome,
+            tail=sql.clean(result.output_tail),
         )
 
-        def finish(cur) -> bool:
-            return cur.execute(sql.FINISH_JOB, params).fetchone()[0] == 1
+        def ours(cur) -> bool:
+            row = cur.execute(sql.SELECT_RUN_OUTCOME, (claim.run_id,)).fetchone()
+            return row is not None and row[0] == outcome
+
+        if then_claim is not None and state is JobState.FAILED and delay <= 0:
+            # A retry due at once may be the best job to claim next, and one statement's
+            # snapshot would not show it as ready yet: record the outcome, then claim.
+            return Finished(self.finish(claim, result, retry_delay).held, self.claim(*then_claim))
+        if then_claim is None:
+            held = self._run(
+                lambda cur: cur.execute(sql.FINISH_JOB, params).fetchone()[0] == 1,
+                probe=lambda cur: True if ours(cur) else _RETRY,
+                single=True,
+            )
+            return Finished(held, None)
+        statement, claim_params = _claim_statement(sql.FINISH_AND_CLAIM, then_claim)
+        params.update(claim_params)
+
+        def both(cur) -> Finished:
+            row = cur.execute(statement, params).fetchone()
+            next_claim = None if row[2] is None else sql.to_claim(row[2:], then_claim.worker_id)
+            return Finished(row[0] == 1, next_claim)
 
         def landed(cur):
-            row = cur.execute(sql.SELECT_RUN_OUTCOME, (claim.run_id,)).fetchone()
-            return True if row is not None and row[0] == outcome else _RETRY
+            # One statement: its claim and its outcome landed together or not at all.
+            next_claim = _find_claim(cur, then_claim, params["token"])
+            if next_claim is not None:
+                return Finished(ours(cur), next_claim)
+            return Finished(True, None) if ours(cur) else _RETRY
 
-        return self._run(finish, probe=landed, single=True)
+        return self._run(both, probe=landed, single=True)
 
     def rescue_expired(self, policy: RetryPolicy, lease_seconds: float) -> list[str]:
         def rescue(cur) -> list[str]:
@@ -566,6 +584,25 @@ class PostgresStore:
         except psycopg.Error:
             self._listener = None
             _close_quietly(listener)
+
+
+def _claim_statement(template: str, request: ClaimRequest) -> tuple[str, dict]:
+    """A statement holding the claim CTEs, for this request, and its claim parameters. The
+    random token names the claim in its run row, for `_find_claim` after a lost COMMIT."""
+    queue_filter, params = sql.queue_filter(request.queues)
+    params.update(
+        claimer=request.worker_id,
+        host=request.host,
+        lease=request.lease_seconds,
+        token=os.urandom(12).hex(),
+    )
+    return template.format(queue_filter=queue_filter), params
+
+
+def _find_claim(cur, request: ClaimRequest, token: str) -> Claim | None:
+    """The claim a statement made with this token, if its COMMIT landed."""
+    row = cur.execute(sql.FIND_CLAIM, {"worker": request.worker_id, "token": token}).fetchone()
+    return sql.to_claim(row, request.worker_id)
 
 
 def _close_quietly(conn: psycopg.Connection | None) -> None:

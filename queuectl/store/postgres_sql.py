@@ -144,12 +144,13 @@ SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM queuectl_runs WHERE job_seq = %s ORDER
 COUNT_BY_STATE = "SELECT state, count(*) FROM queuectl_jobs GROUP BY state"
 
 # One round trip: pick with SKIP LOCKED (concurrent claimers pass over each other's rows instead
-# of waiting), mark processing, count the attempt, open the run.
+# of waiting), mark processing, count the attempt, open the run. As two CTEs, `claimed` and
+# `run`, shared by CLAIM_JOB and FINISH_AND_CLAIM.
 # {queue_filter} is either empty or "AND queue = ANY(%(queues)s::text[])".
-CLAIM_JOB = f"""
-WITH claimed AS (
+CLAIM_CTES = f"""
+claimed AS (
     UPDATE queuectl_jobs
-    SET state = 'processing', attempts = attempts + 1, worker_id = %(worker)s,
+    SET state = 'processing', attempts = attempts + 1, worker_id = %(claimer)s,
         lease_until = {NOW} + %(lease)s, updated_at = {NOW}
     WHERE seq = (
         SELECT seq FROM queuectl_jobs
@@ -161,10 +162,14 @@ WITH claimed AS (
     RETURNING *
 ), run AS (
     INSERT INTO queuectl_runs (job_seq, attempt, worker_id, host, started_at, token)
-    SELECT seq, attempts, %(worker)s, %(host)s, {NOW}, %(token)s FROM claimed
+    SELECT seq, attempts, %(claimer)s, %(host)s, {NOW}, %(token)s FROM claimed
     RETURNING run_id
-)
-SELECT claimed.seq, {", ".join("claimed." + c for c in JOB_COLUMNS.split(", "))}, run.run_id
+)"""
+CLAIMED = f"claimed.seq, {', '.join('claimed.' + c for c in JOB_COLUMNS.split(', '))}, run.run_id"
+
+CLAIM_JOB = f"""
+WITH {CLAIM_CTES}
+SELECT {CLAIMED}
 FROM claimed CROSS JOIN run
 """
 
@@ -200,8 +205,8 @@ UPDATE queuectl_workers SET last_heartbeat = {NOW} WHERE id = %s RETURNING stop_
 # Fencing: the outcome only lands while this worker still holds this attempt. A run closed
 # already (by cancel or by the rescuer) keeps that verdict; the tail still lands. A retry
 # scheduled wakes idle workers so they can plan for it. All in one round trip.
-FINISH_JOB = f"""
-WITH finished AS (
+FINISH_CTES = f"""
+finished AS (
     UPDATE queuectl_jobs
     SET state = %(state)s,
         run_at = CASE WHEN %(delay)s::float8 IS NULL THEN run_at ELSE {NOW} + %(delay)s END,
@@ -218,9 +223,21 @@ WITH finished AS (
     -- Reading `finished` first locks the job row before the run row, the order cancel and
     -- the rescuer use too, so they can never deadlock.
     WHERE run_id = %(run_id)s AND (SELECT count(*) FROM finished) >= 0
-)
-SELECT (SELECT count(*) FROM finished),
-       (SELECT pg_notify('{CHANNEL}', 'retry') FROM finished WHERE state = 'failed')
+)"""
+FINISHED = f"""(SELECT count(*) FROM finished),
+       (SELECT pg_notify('{CHANNEL}', 'retry') FROM finished WHERE state = 'failed')"""
+
+FINISH_JOB = f"""
+WITH {FINISH_CTES}
+SELECT {FINISHED}
+"""
+
+# An outcome and the worker's next claim in one statement: one round trip and one commit per
+# job. The claim sees the statement's snapshot, in which the finished job is still processing.
+FINISH_AND_CLAIM = f"""
+WITH {FINISH_CTES}, {CLAIM_CTES}
+SELECT {FINISHED}, {CLAIMED}
+FROM (SELECT 1) AS one LEFT JOIN (claimed CROSS JOIN run) ON true
 """
 
 SELECT_RUN_OUTCOME = "SELECT outcome FROM queuectl_runs WHERE run_id = %s"
