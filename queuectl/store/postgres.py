@@ -64,7 +64,6 @@ INSTALL_HINT = (
     "PostgreSQL support needs psycopg 3: from the queuectl checkout run pip install '.[postgres]'"
 )
 # Rows per INSERT statement in a bulk add (all in one transaction).
-ADD_CHUNK = 5000
 # A bulk add at least this big refreshes the planner's statistics at once: without them, right
 # after a big load, PostgreSQL sorts every waiting job per claim instead of walking the index.
 ANALYZE_AFTER = 1000
@@ -286,12 +285,16 @@ class PostgresStore:
             return []
 
         def insert(cur) -> list[str]:
-            for start in range(0, len(specs), ADD_CHUNK):
-                chunk = specs[start : start + ADD_CHUNK]
-                cur.execute(sql.INSERT_JOBS, sql.job_arrays(chunk))
-                inserted = {row[0] for row in cur.fetchall()}
-                if len(inserted) < len(chunk):
-                    raise DuplicateJob(next(s.id for s in chunk if s.id not in inserted))
+            now = cur.execute(sql.TRANSACTION_TIME).fetchone()[0]
+            try:
+                # A savepoint: after a unique violation the transaction can still look up
+                # which id was taken (and is then rolled back as a whole).
+                with cur.connection.transaction(), cur.copy(sql.COPY_JOBS) as copy:
+                    for spec in specs:
+                        copy.write_row(sql.job_row(spec, now))
+            except pg_errors.UniqueViolation:
+                taken = {row[0] for row in cur.execute(sql.SELECT_IDS_COMMANDS, (ids,))}
+                raise DuplicateJob(next((i for i in ids if i in taken), ids[0])) from None
             cur.execute(sql.NOTIFY, ("add",))
             return ids
 
