@@ -341,12 +341,20 @@ def reject_constant(name: str) -> Any:
     raise SpecError(f"{name} is not a valid JSON number")
 
 
+_decoder = None  # one JSON decoder for every line of a bulk enqueue
+
+
 def parse_spec_json(text: str) -> dict[str, Any]:
     """Decode one JSON job spec; NaN and Infinity are refused (they are not JSON)."""
     import json  # only this path needs it: enqueue --command does not
 
+    global _decoder
+    if _decoder is None:
+        # json.loads(text, parse_constant=…) would build a new decoder for every line: a
+        # quarter of the parsing time of `enqueue -`.
+        _decoder = json.JSONDecoder(parse_constant=reject_constant)
     try:
-        data = json.loads(text, parse_constant=reject_constant)
+        data = _decoder.decode(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
