@@ -346,9 +346,10 @@ class SQLiteStore:
 
     @_translate
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATES, 0)
-        counts.update(self._conn.execute(sql.COUNT_BY_STATE).fetchall())
-        return counts
+        total, *counted = self._conn.execute(sql.COUNT_BY_STATE).fetchone()
+        counts = dict(zip(sql.COUNTED_STATES, counted, strict=True))
+        counts["completed"] = total - sum(counted)
+        return {state: counts[state] for state in STATES}
 
     # -- running ---------------------------------------------------------------------------
 
