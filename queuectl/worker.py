@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import signal
 import sys
 import time
@@ -51,7 +50,8 @@ class Worker:
         # QUEUECTL_HOSTNAME: for containers whose host names repeat, and for tests that run
         # several "hosts" on one machine.
         self.host = host_name()
-        self.id = worker_id or f"{self.host}-{os.getpid()}-{secrets.token_hex(3)}"
+        # os.urandom, not secrets: the suffix only tells apart workers that reuse a pid.
+        self.id = worker_id or f"{self.host}-{os.getpid()}-{os.urandom(3).hex()}"
         self.quiet = quiet
         self.stopping = False
         self.forced = False
