@@ -4,7 +4,8 @@ Every method of a store is one transaction. Backends only supply a connection an
 the queue and worker code never know which one they talk to.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typing.NamedTuple compiles string annotations one by
+# one, and this module is imported by every `queuectl enqueue` (see models.py).
 
 import os
 from collections.abc import Callable, Sequence
