@@ -17,7 +17,7 @@ from . import config
 from .errors import StoreError
 from .faults import crash_point
 from .models import Claim, Outcome, RunResult, log_file_name, retry_delay
-from .runner import RunningCommand, host_name, kill_orphaned_run
+from .runner import RunningCommand, close_inherited_fds, host_name, kill_orphaned_run
 from .store import ClaimRequest, Store, open_store
 
 # Store errors (locked, read-only, disk full) make the worker wait this long at most, then retry.
@@ -294,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, default=None)
     args = parser.parse_args(argv)
     _die_with_parent()
+    close_inherited_fds()
     if args.parent is not None and os.getppid() != args.parent:
         return 1  # the supervisor is already gone
     try:

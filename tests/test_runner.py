@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from queuectl.models import Outcome
-from queuectl.runner import RunningCommand, plain_argv
+from queuectl.runner import USE_POSIX_SPAWN, RunningCommand, _posix_spawn, plain_argv
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shell semantics")
 
@@ -144,3 +146,91 @@ def test_the_tail_keeps_only_the_last_bytes(tmp_path):
     assert (tmp_path / "logs" / "run.log").stat().st_size == len(
         "".join(f"{n}\n" for n in range(1, 100001))
     )
+
+
+def ignored_signals(status_text: str) -> set[int]:
+    mask = int(
+        next(line for line in status_text.splitlines() if line.startswith("SigIgn:")).split()[1], 16
+    )
+    return {number for number in range(1, 65) if mask >> (number - 1) & 1}
+
+
+@pytest.mark.parametrize("command", ["cat /proc/self/status", "cat /proc/self/status;"])
+def test_commands_get_the_signals_python_ignores_back(tmp_path, command):
+    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec:
+    the runner must hand commands the default back, started directly or through the shell."""
+    ignored = ignored_signals(run(command, tmp_path).output_tail)
+    assert signal.SIGPIPE not in ignored and signal.SIGXFSZ not in ignored, ignored
+    # What that means for a pipeline: `yes` dies quietly when `head` is done.
+    assert run("yes | head -n 2", tmp_path).output_tail == "y\ny\n"
+
+
+INHERIT_CHECK = """
+import os, sys
+from queuectl.runner import RunningCommand, close_inherited_fds
+
+def listing(name):
+    running = RunningCommand("ls /proc/self/fd", {}, os.path.join(sys.argv[1], name))
+    running.wait_for_exit(30)
+    return running.result().output_tail.split()
+
+read_end, write_end = os.pipe()
+os.set_inheritable(write_end, True)  # as if this process had been started with it
+before = listing("before.log")
+close_inherited_fds()
+print(str(write_end) in before, listing("after.log"))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_commands_inherit_no_descriptor_but_stdin_stdout_and_stderr(tmp_path):
+    """Nothing the worker holds (store files, pipes, sockets) reaches a command: `ls` lists
+    only 0-2 and the folder it opened itself. The first listing shows the check can fail."""
+    check = subprocess.run(
+        [sys.executable, "-c", INHERIT_CHECK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert check.stdout.strip() == "True ['0', '1', '2', '3']", check.stdout + check.stderr
+
+
+def log_inode(running: RunningCommand) -> int:
+    return os.fstat(running._log.fd).st_ino
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="O_TMPFILE log files")
+def test_a_silent_runs_log_file_serves_the_next_run(tmp_path):
+    first = RunningCommand("true", {}, tmp_path / "logs" / "one.log")
+    first_inode = log_inode(first)
+    first.wait_for_exit(30)
+    assert first.result().output_tail == ""
+    second = RunningCommand("true", {}, tmp_path / "logs" / "two.log")
+    assert log_inode(second) == first_inode
+    second.wait_for_exit(30)
+    second.result()
+    assert not list((tmp_path / "logs").iterdir())
+
+
+def test_a_file_something_may_still_write_to_is_not_reused(tmp_path):
+    """The command exits at once but leaves a writer behind in its process group: its late
+    output must not land in the next run's log."""
+    ready = tmp_path / "ready"
+    leaves_a_writer = f"(sleep 0.5; echo late; touch {ready}) &"
+    assert run(leaves_a_writer, tmp_path).output_tail == ""
+    after = RunningCommand(
+        f"sh -c 'while [ ! -e {ready} ]; do sleep 0.05; done'", {}, tmp_path / "logs" / "after.log"
+    )
+    after.wait_for_exit(30)
+    assert after.result().output_tail == ""
+
+
+@pytest.mark.skipif(not USE_POSIX_SPAWN, reason="os.posix_spawn is used on Linux only")
+def test_a_spawned_child_waits_with_a_timeout_as_popen_does():
+    """The polling wait used where Linux has no pidfds."""
+    child = _posix_spawn(["sleep", "0.3"], {}, 1)
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(0.01)
+    assert child.poll() is None
+    assert child.wait(10) == 0 and child.poll() == 0
