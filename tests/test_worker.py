@@ -70,6 +70,19 @@ def test_successful_job_is_completed_with_its_output_in_logs(cli):
     assert "err-line" in logs.stdout
 
 
+def test_a_job_holds_no_descriptor_of_its_worker(cli):
+    """The store's files, its connection, the wake-up pipes: none of them reach a command
+    (started directly or through the shell), on either backend."""
+    speed_up(cli)
+    direct = enqueue(cli, id="direct", command="ls /proc/self/fd")
+    shell = enqueue(cli, id="shell", command="ls /proc/self/fd | cat")
+    burst(cli)
+    # `ls` lists 0-2 and the folder it opened itself (3). Under the shell, ls's stdout is the
+    # pipe to `cat`, and dash keeps nothing else open.
+    for job in (direct, shell):
+        assert show(cli, job)["runs"][0]["output_tail"].split() == ["0", "1", "2", "3"], job
+
+
 # -- 2. retries with exponential backoff, dead letters ------------------------------------------
 
 
