@@ -144,9 +144,11 @@ class LogFile:
     named file costs a few hundred microseconds on ext4 under load, the largest part of a no-op
     job's overhead, and a job that prints nothing then leaves no empty file behind.
 
-    An anonymous file that stayed empty is kept for the next run in the same folder, once
-    nothing of its run is left that could write to it: creating and dropping an inode per job
-    was a tenth of a no-op job's cost in the worker."""
+    An anonymous file that stayed empty is kept for the next run in the same folder, once the
+    command is reaped and nothing is left in its process group: creating and dropping an inode
+    per job was a tenth of a no-op job's cost in the worker. (A process that left the group,
+    with setsid, and kept the output open could still write there, into a later run's log;
+    one that did not leave the group keeps the file from being reused.)"""
 
     _dir_fds: dict[str, int] = {}  # one open descriptor per logs folder, for linkat
     _spare: dict[str, int] = {}  # per logs folder: an empty anonymous file, for the next run
