@@ -59,6 +59,18 @@ def finished_state(result: RunResult, retry_delay: float | None) -> tuple[JobSta
     return JobState.FAILED, retry_delay
 
 
+# Both backends count these states one by one (an index range each) and the whole table once:
+# `completed`, usually by far the largest, is the rest, so no query reads its every row.
+COUNTED_STATES = ("pending", "processing", "failed", "dead", "canceled")
+
+
+def counts_by_state(total: int, counted: Sequence[int]) -> dict[str, int]:
+    """Jobs per state, in STATES order, from the total and one count per COUNTED_STATES."""
+    counts = dict(zip(COUNTED_STATES, counted, strict=True))
+    counts[JobState.COMPLETED.value] = total - sum(counted)
+    return {state.value: counts[state.value] for state in JobState}
+
+
 # Called with (attempts, max_retries); returns the delay before the retry, or None for dead.
 RetryPolicy = Callable[[int, int], "float | None"]
 

@@ -39,7 +39,7 @@ except ImportError:  # the `postgres` extra is not installed (PostgresStore says
     psycopg = None
 
 from ..errors import DuplicateJob, InvalidTransition, JobNotFound, StoreError
-from ..models import FINISHED_STATES, STATES, Claim, Job, JobSpec, JobState, RunResult
+from ..models import FINISHED_STATES, Claim, Job, JobSpec, JobState, RunResult
 from . import (
     ClaimRequest,
     Finished,
@@ -47,6 +47,7 @@ from . import (
     RetryPolicy,
     WorkerInfo,
     claim_fence,
+    counts_by_state,
     finished_state,
 )
 from . import postgres_sql as sql
@@ -127,9 +128,8 @@ class PostgresStore(PostgresStoreBase):
         return [Job.from_row(row) for row in self._rows(query, params)]
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATES, 0)
-        counts.update(self._rows(sql.COUNT_BY_STATE))
-        return counts
+        total, *counted = self._rows(sql.COUNT_BY_STATE)[0]
+        return counts_by_state(total, counted)
 
     # -- running ---------------------------------------------------------------------------
 

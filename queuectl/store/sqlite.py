@@ -19,7 +19,6 @@ from ..errors import DuplicateJob, InvalidTransition, JobNotFound
 from ..faults import crash_point
 from ..models import (
     FINISHED_STATES,
-    STATES,
     Claim,
     Job,
     JobSpec,
@@ -35,6 +34,7 @@ from . import (
     RetryPolicy,
     WorkerInfo,
     claim_fence,
+    counts_by_state,
     finished_state,
 )
 from . import sqlite_sql as sql
@@ -134,9 +134,7 @@ class SQLiteStore(SQLiteStoreBase):
     @translate
     def counts(self) -> dict[str, int]:
         total, *counted = self._conn.execute(sql.COUNT_BY_STATE).fetchone()
-        counts = dict(zip(sql.COUNTED_STATES, counted, strict=True))
-        counts["completed"] = total - sum(counted)
-        return {state: counts[state] for state in STATES}
+        return counts_by_state(total, counted)
 
     # -- running ---------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 Times are REAL epoch seconds. `seq` (the rowid) is the insertion order; `id` is the user's id.
 """
 
+from . import COUNTED_STATES
+
 # Migration N brings the schema from user_version N-1 to N. Never edit one that has shipped.
 MIGRATIONS = [
     """
@@ -94,7 +96,6 @@ SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE job_seq = ? ORDER BY run_id
 # b-tree pages (milliseconds at a million rows, where GROUP BY state reads every index entry:
 # about 100 ms), and each state but `completed`, usually by far the largest, through an index
 # range. `completed` is the rest. Values: the total, then one count per COUNTED_STATES.
-COUNTED_STATES = ("pending", "processing", "failed", "dead", "canceled")
 COUNT_BY_STATE = "SELECT (SELECT count(*) FROM jobs), " + ", ".join(
     f"(SELECT count(*) FROM jobs WHERE state = '{state}')" for state in COUNTED_STATES
 )
