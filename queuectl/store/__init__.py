@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from ..errors import StoreError
-from ..models import Claim, Job, JobSpec, JobState, Run, RunResult
+from ..models import STATES, Claim, Job, JobSpec, JobState, Run, RunResult
 
 # A CLI call waits this long for a locked store (SPEC §5); tests may shorten it.
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -68,7 +68,7 @@ def counts_by_state(total: int, counted: Sequence[int]) -> dict[str, int]:
     """Jobs per state, in STATES order, from the total and one count per COUNTED_STATES."""
     counts = dict(zip(COUNTED_STATES, counted, strict=True))
     counts[JobState.COMPLETED.value] = total - sum(counted)
-    return {state.value: counts[state.value] for state in JobState}
+    return {state: counts[state] for state in STATES}
 
 
 # Called with (attempts, max_retries); returns the delay before the retry, or None for dead.
