@@ -147,7 +147,14 @@ def load_dotenv_if_present() -> None:
     if os.path.isfile(".env"):
         from dotenv import load_dotenv
 
-        load_dotenv(".env", override=False)
+        try:
+            load_dotenv(".env", override=False, encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot read .env: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(
+                f".env is not valid UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
 
 
 @click.group(cls=QueuectlGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -207,6 +214,8 @@ def enqueue(ctx: Context, spec_json: str | None, command: str | None, **flags) -
     given = {key: value for key, value in flags.items() if value is not None}
     if spec_json is not None and (command is not None or given):
         raise click.UsageError("give either SPEC_JSON or --command with options, not both")
+    if "run_at" in given and "delay" in given:
+        raise click.UsageError("give --run-at or --delay, not both")
     if spec_json == "-":
         ids = ctx.queue.enqueue_lines(stdin_lines())
         if ids:

@@ -91,7 +91,9 @@ def worker_start(
 
 
 @worker.command("stop")
-@click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="SECONDS"
+)
 @pass_ctx
 def worker_stop(ctx: Context, timeout: float) -> None:
     """Ask every running worker of this store (any host) to stop after its current job.
@@ -247,8 +249,10 @@ def cancel(ctx: Context, job_id: str) -> None:
     Example:
       queuectl cancel job1
     """
-    previous = ctx.queue.cancel(job_id)
-    note = " (its command was killed)" if previous.value == "processing" else ""
+    previous, command_gone = ctx.queue.cancel(job_id)
+    note = ""
+    if command_gone is not None:
+        note = " (its command was killed)" if command_gone else " (its worker kills its command)"
     click.echo(f"canceled {clean(job_id)}, was {previous.value}{note}")
 
 

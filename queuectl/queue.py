@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from . import config
-from .errors import QueueError
+from .errors import DuplicateJob, QueueError
 from .models import Job, JobSpec, JobState, Run, SpecError, build_spec, parse_spec_json
 from .store import Store, WorkerInfo, open_store
 
@@ -21,6 +21,11 @@ class Status(NamedTuple):
     store: str
     jobs: dict[str, int]
     workers: list[WorkerInfo]
+
+
+class Canceled(NamedTuple):
+    previous: JobState  # the state the job was in
+    command_gone: bool | None  # for a running job: whether its command is known to be gone
 
 
 class BulkSpecError(QueueError):
@@ -53,7 +58,11 @@ class Queue:
         return config.settings(self.store.config_items())
 
     def config_entries(self) -> list[config.Entry]:
-        return config.resolve(self.store.config_items())
+        """Every key's value in effect, and where it comes from. A bad environment override
+        is an error here as for every other command: it is not a value in effect."""
+        stored = self.store.config_items()
+        config.settings(stored)
+        return config.resolve(stored)
 
     def config_get(self, key: str) -> str:
         config.check_key(key)
@@ -87,16 +96,29 @@ class Queue:
         """Bulk enqueue: one JSON spec a line, blank lines skipped, all or nothing."""
         defaults = self._defaults()
         specs: list[JobSpec] = []
+        line_of: dict[str, int] = {}  # id -> the line that gave it
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                specs.append(build_spec(parse_spec_json(line), defaults))
+                spec = build_spec(parse_spec_json(line), defaults)
             except SpecError as exc:
                 raise BulkSpecError(f"line {number}: {exc}; nothing was enqueued") from None
+            if spec.id in line_of:
+                raise BulkSpecError(
+                    f"line {number}: id {spec.id!r} is also on line {line_of[spec.id]}; "
+                    "nothing was enqueued"
+                )
+            line_of[spec.id] = number
+            specs.append(spec)
         if not specs:
             return []
-        return self.store.add(specs)
+        try:
+            return self.store.add(specs)
+        except DuplicateJob as exc:
+            raise BulkSpecError(
+                f"line {line_of[exc.job_id]}: {exc}; nothing was enqueued"
+            ) from None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -127,19 +149,23 @@ class Queue:
 
     # -- changes ---------------------------------------------------------------------------
 
-    def cancel(self, job_id: str, wait: float = 5.0) -> JobState:
+    def cancel(self, job_id: str, wait: float = 5.0) -> Canceled:
         """Cancel a job. For a running one on this host, wait (up to `wait` seconds) until its
-        worker has killed the command, so the caller sees it gone."""
+        worker has killed the command, so the caller sees it gone; if it is still there then
+        (its worker was killed with the whole pool, say), kill it here: a canceled job has no
+        worker left to do it."""
         previous = self.store.cancel(job_id)
-        if previous is JobState.PROCESSING and wait > 0:
-            from .runner import group_alive, host_name
+        if previous is not JobState.PROCESSING:
+            return Canceled(previous, None)
+        from .runner import group_alive, host_name, kill_orphaned_run
 
-            runs = self.store.runs(job_id)
-            if runs and runs[-1].pid and runs[-1].host == host_name():
-                deadline = time.monotonic() + wait
-                while group_alive(runs[-1].pid) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-        return previous
+        runs = self.store.runs(job_id)
+        pid = runs[-1].pid if runs and runs[-1].host == host_name() else None
+        if not pid:
+            return Canceled(previous, False)  # elsewhere, or not yet recorded: its worker kills it
+        if not _wait_gone(pid, wait) and kill_orphaned_run(pid, job_id):
+            _wait_gone(pid, 1.0)  # SIGKILL: gone as soon as the kernel has torn it down
+        return Canceled(previous, not group_alive(pid))
 
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
         return self.store.retry_dead(job_ids)
@@ -160,3 +186,15 @@ class Queue:
             if not waiting or time.monotonic() >= deadline:
                 return sorted(waiting)
             time.sleep(0.1)
+
+
+def _wait_gone(pgid: int, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for a process group to be gone; returns whether it is."""
+    from .runner import group_alive
+
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -132,6 +132,20 @@ def test_bad_env_override_is_a_clear_error(cli):
     assert all_jobs(cli) == []
 
 
+def test_bad_env_override_is_an_error_for_config_get_and_list_too(cli):
+    """`config get` prints the value in effect (SPEC §4): a bad override is none, as for
+    every other command, whichever key is asked for."""
+    for env in ({"QUEUECTL_MAX_RETRIES": "bad"}, {"QUEUECTL_POLL_INTERVAL": "-1"}):
+        (variable,) = env
+        assert_error(cli("config", "get", "max-retries", env=env), 1, mentions=[variable])
+        assert_error(cli("config", "list", env=env), 1, mentions=[variable])
+        assert_error(cli("config", "list", "--json", env=env), 1, mentions=[variable])
+    assert_error(cli("config", "get", "max-retries", env={"QUEUECTL_MAX_RETRIES": ""}), 1)
+    # Fixing the store is still possible under a bad override, and needs no override.
+    assert_ok(cli("config", "set", "max-retries", "4", env={"QUEUECTL_MAX_RETRIES": "bad"}))
+    assert config_get(cli, "max-retries") == "4"
+
+
 def test_enqueue_copies_config_defaults_at_enqueue_time(cli):
     assert_ok(cli("config", "set", "max-retries", "5"))
     assert_ok(cli("config", "set", "job-timeout", "42"))

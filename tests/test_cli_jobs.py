@@ -173,6 +173,7 @@ def test_worker_stop_without_workers_and_worker_usage_errors(cli):
     assert "no workers" in result.stdout + result.stderr
     assert_error(cli("worker", "start", "--count", "0"), 2)
     assert_error(cli("worker", "stop", "--timeout", "soon"), 2)
+    assert_error(cli("worker", "stop", "--timeout", "-1"), 2)
     assert_error(cli("worker"), 2)
 
 

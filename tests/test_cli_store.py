@@ -3,6 +3,7 @@ stay private (SPEC §5). SQLite only: these are about files, folders and environ
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import random
@@ -19,6 +20,7 @@ import pytest
 from clikit import (
     assert_error,
     assert_ok,
+    each_case,
     enqueue,
     files_under,
     job_ids,
@@ -91,6 +93,49 @@ def test_sqlite_url_forms(sqlite_cli, tmp_path):
 def test_bad_sqlite_url_is_a_clear_error(sqlite_cli, tmp_path):
     assert_error(sqlite_cli("--db", "sqlite://x.db", "status"), 1, mentions=["sqlite://x.db"])
     assert not (tmp_path / "x.db").exists()
+
+
+def test_targets_that_name_no_usable_store_are_refused(sqlite_cli, tmp_path):
+    """Not taken for file names: a script's empty --db, other databases' URLs, URL parameters
+    and in-memory databases, which no worker could share."""
+    cases = {
+        "empty --db": ("", ["--db"]),
+        "blank --db": ("  ", ["--db"]),
+        "another database's URL": ("mysql://host/db", ["mysql://host/db"]),
+        "a driver-qualified URL": ("sqlite+pysqlite:///x.db", ["sqlite+pysqlite"]),
+        "URL parameters": ("sqlite:///x.db?mode=ro", ["parameters"]),
+        "in memory": ("sqlite:///:memory:", ["memory"]),
+        "in memory, bare": (":memory:", ["memory"]),
+    }
+    each_case(
+        cases, lambda target, words: assert_error(sqlite_cli("--db", target, "status"), 1, words)
+    )
+    assert files_under(tmp_path) == set()
+
+
+def test_an_sqlite_file_of_another_program_is_left_unchanged(sqlite_cli, tmp_path):
+    other = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(other)) as conn:
+        conn.execute("CREATE TABLE jobs (name TEXT)")
+        conn.commit()
+    before = other.read_bytes()
+    for args in (["status"], ["enqueue", SPEC]):
+        assert_error(sqlite_cli("--db", str(other), *args), 1, mentions=["another program"])
+    assert other.read_bytes() == before
+    with contextlib.closing(sqlite3.connect(other)) as conn:
+        tables = conn.execute("SELECT name FROM sqlite_master").fetchall()
+        assert tables == [("jobs",)]
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_a_dotenv_file_that_cannot_be_read_is_a_clear_error(sqlite_cli, tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes(b"\xff\xfeQUEUECTL_MAX_RETRIES=6\n")
+    assert_error(sqlite_cli("status"), 1, mentions=[".env", "UTF-8"])
+    if os.geteuid() != 0:  # root reads the file whatever its mode
+        dotenv.write_text("QUEUECTL_MAX_RETRIES=6\n")
+        dotenv.chmod(0)
+        assert_error(sqlite_cli("status"), 1, mentions=[".env"])
 
 
 def test_help_creates_no_database(sqlite_cli, tmp_path):

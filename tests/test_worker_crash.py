@@ -130,3 +130,28 @@ def test_kill_9_of_the_whole_pool_loses_no_job_and_keeps_the_store_intact(sqlite
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     for job in ids[:3]:
         assert show(cli, job)["state"] == "completed"
+
+
+def test_cancel_after_the_whole_pool_was_killed_kills_the_command_left_running(cli, pools):
+    """With its pool killed outright, nothing is left to kill a running job's command; a
+    `cancel` on the same host does it, and says so only once the command is gone."""
+    speed_up(cli)
+    job = enqueue(cli, id="orphan", command="sleep 300 & echo $! > child.pid; wait")
+    pool = pools.start(cli)
+    child = wait_int(cli.cwd / "child.pid")
+    # `cancel` finds the command through the pid recorded at the run's first heartbeat, when
+    # its log file is also given its name.
+    wait_for(lambda: os.path.exists(show(cli, job)["runs"][-1]["log_path"]), timeout=DEADLINE)
+    doomed = [pool.pid] + [w["pid"] for w in status(cli)["workers"]]
+    for pid in doomed:
+        os.kill(pid, signal.SIGKILL)
+    pool.proc.wait(timeout=DEADLINE)
+    for pid in doomed:
+        wait_gone(pid)
+    assert alive(child), "the command outlived its pool, as it does on a kill -9 of both"
+
+    result = cli("cancel", job, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "canceled orphan, was processing (its command was killed)\n"
+    wait_gone(child, timeout=5)
+    assert show(cli, job)["state"] == "canceled"

@@ -180,8 +180,13 @@ def claim_fence(claim: Claim, **values) -> dict:
 
 
 def resolve_target(target: str | None) -> str:
-    """The store target in effect: --db, then QUEUECTL_DB, then the per-user default."""
-    if target:
+    """The store target in effect: --db, then QUEUECTL_DB, then the per-user default.
+
+    An empty --db is an error (a script's `--db "$UNSET"` must not land on the default
+    queue); an empty QUEUECTL_DB counts as unset, as environment variables usually do."""
+    if target is not None:
+        if not target.strip():
+            raise StoreError("--db is empty: give a file path, sqlite:///path or postgresql://…")
         return target
     if os.environ.get("QUEUECTL_DB"):
         return os.environ["QUEUECTL_DB"]
@@ -199,7 +204,19 @@ def is_postgres(target: str) -> bool:
 
 
 def sqlite_path(target: str) -> str:
-    """A file path from TARGET: a plain path or sqlite:///relative / sqlite:////absolute."""
+    """A file path from TARGET: a plain path or sqlite:///relative / sqlite:////absolute.
+
+    Other URLs (mysql://…, sqlite+pysqlite://…), URL parameters and in-memory databases are
+    refused with a clear error rather than taken for file names."""
+    scheme, separator, _ = target.partition("://")
+    if separator and scheme != "sqlite" and scheme.replace("+", "").replace(".", "").isalnum():
+        raise StoreError(
+            f"unsupported store URL {target!r}: use a file path, sqlite:///path or postgresql://…"
+        )
+    if target.startswith("sqlite://") and "?" in target:
+        raise StoreError(f"bad SQLite URL {target!r}: queuectl takes no URL parameters")
+    if target in (":memory:", "sqlite://", "sqlite:///:memory:"):
+        raise StoreError("an in-memory store cannot be shared with workers: give a file path")
     if target.startswith("sqlite://"):
         rest = target[len("sqlite://") :]
         if not rest.startswith("/"):

@@ -141,16 +141,29 @@ class SQLiteStoreBase:
         if version >= len(sql.MIGRATIONS):
             return
         if version == 0:
+            self._refuse_foreign_database(self._conn)  # before WAL mode changes the file
             # Outside a transaction by necessity; persistent once set.
             self._conn.execute("PRAGMA journal_mode = WAL")
         with self._write() as conn:
             # Re-read under the write lock: another process may have migrated meanwhile.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                self._refuse_foreign_database(conn)
             for number in range(version, len(sql.MIGRATIONS)):
                 for statement in sql.MIGRATIONS[number].split(";"):
                     if statement.strip():
                         conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {len(sql.MIGRATIONS)}")
+
+    def _refuse_foreign_database(self, conn: sqlite3.Connection) -> None:
+        """A file with tables but no queuectl schema version belongs to something else (the
+        first migration sets the version in the transaction that creates the tables): say so
+        rather than add queuectl's tables to it."""
+        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise StoreError(
+                f"{self.path} is an SQLite database of another program, not a queuectl store; "
+                "queuectl leaves it unchanged: choose another file"
+            )
 
     def _store_error(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
