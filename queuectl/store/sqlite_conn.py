@@ -173,7 +173,12 @@ class SQLiteStoreBase:
                 f"{where} is locked by another process; gave up after {self._busy_timeout:g}s"
             )
         if "readonly" in text or "read-only" in text:
-            return StoreError(f"{where} is read-only: check the permissions of the file and folder")
+            # SQLite gives -wal and -shm the store file's mode when it creates them: after a
+            # chmod of a read-only store, they may still be read-only.
+            return StoreError(
+                f"{where} is read-only: check the permissions of the file, of its -wal and -shm "
+                "files and of the folder"
+            )
         if "not a database" in text or "malformed" in text:
             return StoreError(f"{where} is corrupt or not a queuectl store ({text})")
         if "unable to open" in text:
