@@ -214,9 +214,14 @@ WINDOWS_DEVICES = frozenset(
 )
 
 
-def log_file_name(job_id: str, run_id: int) -> str:
+def log_file_name(job_id: str, run_id: int, worker_id: str) -> str:
     """The log file of one run. Ids are untrusted: only [A-Za-z0-9_-] survive (no dots, no
-    separators, so never `..` or a path), and the run id keeps names unique."""
+    separators, so never `..` or a path).
+
+    Run ids restart at 1 in every store, and stores share a logs folder (SQLite stores side by
+    side, or one deleted and made again), so the name also carries a checksum of the worker
+    that ran it: `<id>.<run id>.<crc32 of worker id, 8 hex>.log`. Worker ids end in random
+    hex, so two stores' runs never share a name."""
     plain = job_id.isascii() and job_id.replace("_", "").replace("-", "").isalnum()
     if plain:  # the usual case, checked in C: a worker names a log file for every run
         safe = job_id[:64]
@@ -227,7 +232,9 @@ def log_file_name(job_id: str, run_id: int) -> str:
         safe = safe[:64]
     if safe.upper() in WINDOWS_DEVICES:
         safe = "_" + safe[:63]
-    return f"{safe}.{run_id}.log"
+    import zlib  # here, not at the top: `enqueue` never names a log file (start-up time)
+
+    return f"{safe}.{run_id}.{zlib.crc32(worker_id.encode('utf-8', 'surrogatepass')):08x}.log"
 
 
 def new_job_id() -> str:

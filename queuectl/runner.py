@@ -169,7 +169,7 @@ class LogFile:
     def _open(self) -> None:
         folder = self.folder
         if folder not in self._dir_fds:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
+            make_private_folder(folder)
             self._dir_fds[folder] = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         self._dir_fd = self._dir_fds[folder]
         spare = self._spare.pop(folder, None)
@@ -187,11 +187,15 @@ class LogFile:
     def publish(self, retry: bool = True) -> None:
         if self.named:
             return
+        source = f"/proc/self/fd/{self.fd}"
         try:
             # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N names an O_TMPFILE file.
-            os.link(f"/proc/self/fd/{self.fd}", self.name, dst_dir_fd=self._dir_fd)
+            os.link(source, self.name, dst_dir_fd=self._dir_fd)
         except FileExistsError:
-            pass
+            # A stale file holds the name (left by a store deleted since, whose run ids started
+            # again at 1, or by an older queuectl): this run's output replaces it, or `logs`
+            # would show the stale output instead.
+            self._replace_stale(source)
         except OSError:
             if retry and self._reopen_folder():
                 # The folder held open was deleted, replaced or remounted since: its path now
@@ -200,12 +204,27 @@ class LogFile:
             return  # no /proc: the output still reaches the store's tail
         self.named = True
 
+    def _replace_stale(self, source: str) -> None:
+        # linkat cannot overwrite: link under a name of our own, then rename over the stale
+        # file (atomic, and a symlink there is replaced, never followed).
+        temp = f"{self.name}.{os.urandom(4).hex()}.tmp"
+        dir_fd = self._dir_fd
+        try:
+            os.link(source, temp, dst_dir_fd=dir_fd)
+        except OSError:
+            return  # the output still reaches the store's tail
+        try:
+            os.replace(temp, self.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError:  # e.g. a folder under that name
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
+
     def _reopen_folder(self) -> bool:
         folder = self.folder
         _forget_dir_fd(folder)
         self._dir_fd = -1
         try:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
+            make_private_folder(folder)
             self._dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError:
             return False
@@ -236,6 +255,22 @@ class LogFile:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
+
+
+def make_private_folder(folder: str) -> None:
+    """Make `folder` and any missing parent, each readable and writable by its owner only
+    (SPEC §5; os.makedirs gives its mode to the last folder only, e.g. PostgreSQL logs go in
+    `<app dir>/logs/pg-<store id>`). Folders that already exist keep their mode."""
+    if os.path.isdir(folder):
+        return
+    parent = os.path.dirname(folder)
+    if parent and parent != folder:
+        make_private_folder(parent)
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        if not os.path.isdir(folder):
+            raise
 
 
 def _forget_dir_fd(folder: str) -> None:

@@ -179,7 +179,7 @@ class Worker:
         job = claim.job
         if not self.quiet:
             self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
-        log_path = os.path.join(self._log_dir, log_file_name(job.id, claim.run_id))
+        log_path = os.path.join(self._log_dir, log_file_name(job.id, claim.run_id, claim.worker_id))
         extra_env = {"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(claim.attempt)}
         running = RunningCommand(job.command, extra_env, log_path)
         self._running = running

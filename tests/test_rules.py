@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath, PureWindowsPath
 
@@ -455,43 +456,57 @@ def assert_safe_name(name: str) -> None:
     assert name not in (".", "..")
 
 
-@given(st.text(), st.integers(min_value=1, max_value=2**63 - 1))
-def test_log_file_name_is_one_safe_path_component_for_any_id(job_id, run_id):
-    name = log_file_name(job_id, run_id)
+WORKER = "host-4242-a1b2c3"  # host-pid-<6 random hex>, as workers name themselves
+worker_ids = st.one_of(st.text(), st.just(WORKER))
+
+
+def suffix(run_id: int, worker_id: str) -> str:
+    """The end of a log file name: run id, the worker's checksum, .log."""
+    return f".{run_id}.{zlib.crc32(worker_id.encode('utf-8', 'surrogatepass')):08x}.log"
+
+
+@given(st.text(), st.integers(min_value=1, max_value=2**63 - 1), worker_ids)
+def test_log_file_name_is_one_safe_path_component_for_any_id(job_id, run_id, worker_id):
+    name = log_file_name(job_id, run_id, worker_id)
     assert_safe_name(name)
-    assert len(name) <= 64 + len(str(run_id)) + len("..log")
-    assert name.endswith(f".{run_id}.log")
+    assert len(name) <= 64 + len(suffix(run_id, worker_id))
+    assert name.endswith(suffix(run_id, worker_id))
 
 
 @pytest.mark.parametrize(
     "job_id",
     ["..", "../../etc/passwd", "..\\..\\win.ini", "/abs", "C:\\x", "a\x00b", ".", "-", "x" * 5000],
 )
-def test_log_file_name_escapes_hostile_ids(job_id):
-    name = log_file_name(job_id, 7)
+@pytest.mark.parametrize("worker_id", [WORKER, "../.."])
+def test_log_file_name_escapes_hostile_ids(job_id, worker_id):
+    name = log_file_name(job_id, 7, worker_id)
     assert_safe_name(name)
-    assert len(name) <= 64 + len(".7.log")
+    assert len(name) <= 64 + len(suffix(7, worker_id))
 
 
 @given(
-    st.text(), st.integers(min_value=1, max_value=10**9), st.integers(min_value=1, max_value=10**9)
+    st.text(),
+    st.integers(min_value=1, max_value=10**9),
+    st.integers(min_value=1, max_value=10**9),
+    worker_ids,
 )
-def test_log_file_name_is_unique_per_run_id(job_id, run_a, run_b):
+def test_log_file_name_is_unique_per_run_id(job_id, run_a, run_b, worker_id):
     assume(run_a != run_b)
-    assert log_file_name(job_id, run_a) != log_file_name(job_id, run_b)
+    assert log_file_name(job_id, run_a, worker_id) != log_file_name(job_id, run_b, worker_id)
 
 
 def test_log_file_name_keeps_readable_ids_readable():
-    assert log_file_name("nightly-backup_2", 3) == "nightly-backup_2.3.log"
+    assert log_file_name("nightly-backup_2", 3, WORKER) == "nightly-backup_2.3.2c4168ad.log"
 
 
-def test_log_file_name_is_never_a_windows_device_name():
+@pytest.mark.parametrize("worker_id", [WORKER, "../.."])
+def test_log_file_name_is_never_a_windows_device_name(worker_id):
     # queuectl supports Windows, where "NUL.5.log" or "con.1.log" names a device, not a file:
     # the run's output would vanish (or go to the console) instead of into the log.
     ids = ["CON", "nul", "Aux", "com1", "LPT9", "prn"]
     devices = [
         name
-        for name in map(log_file_name, ids, range(1, 7))
+        for name in (log_file_name(job_id, run, worker_id) for run, job_id in enumerate(ids))
         if name.split(".")[0].upper() in WINDOWS_DEVICES
     ]
     assert devices == []

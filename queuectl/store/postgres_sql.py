@@ -349,7 +349,7 @@ def clean(text: str | None) -> str | None:
 
 def to_run(row: Sequence, job_id: str, log_dir: os.PathLike) -> Run:
     """A run from a SELECT_RUNS row, with the path its log has on the host that ran it."""
-    return Run(*row, log_path=os.path.join(log_dir, log_file_name(job_id, row[0])))
+    return Run(*row, log_path=os.path.join(log_dir, log_file_name(job_id, row[0], row[2])))
 
 
 def to_claim(row: Sequence | None, worker_id: str) -> Claim | None:

@@ -11,6 +11,7 @@ This module holds the queue's operations, each one transaction of named statemen
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -107,9 +108,9 @@ class SQLiteStore(SQLiteStoreBase):
         return list(self.get(job_id, with_runs=True).runs)
 
     def _runs(self, conn: sqlite3.Connection, seq: int, job_id: str) -> list[Run]:
-        log_dir = self.log_dir
+        log_dir = str(self.log_dir)
         return [
-            Run(*row, log_path=str(log_dir / log_file_name(job_id, row[0])))
+            Run(*row, log_path=os.path.join(log_dir, log_file_name(job_id, row[0], row[2])))
             for row in conn.execute(sql.SELECT_RUNS, (seq,))
         ]
 
