@@ -1,10 +1,12 @@
 """`worker start`: run N worker processes in the foreground, relay stop signals, replace the dead.
 
-Workers run in a session of their own, so a Ctrl-C at the terminal reaches only the supervisor,
-which relays each signal exactly once: the first asks for a graceful stop, the second kills the
-running commands. On Linux the supervisor is a child subreaper: when a worker is killed, the
-commands it was running are re-parented here, and their process groups are killed at once
-instead of running on as orphans beside the retry.
+Workers run in a session of their own, so a Ctrl-C at the terminal, or the signal coreutils
+`timeout` sends to its process group, reaches only the supervisor. It counts stop requests, not
+signals (copies of one signal that arrive within STOP_COPY_SECONDS are one request: see
+`worker.StopSignals`), and relays each request once: the first asks for a graceful stop, the
+second kills the running commands. On Linux the supervisor is a child subreaper: when a worker
+is killed, the commands it was running are re-parented here, and their process groups are
+killed at once instead of running on as orphans beside the retry.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .worker import WORKER_TARGET_VARIABLE
+from .worker import STOP_COPY_SECONDS, WORKER_TARGET_VARIABLE, StopSignals, signal_name
 
 IS_LINUX = sys.platform.startswith("linux")
 _PR_SET_CHILD_SUBREAPER = 36
@@ -38,8 +40,11 @@ class Supervisor:
         self.quiet = quiet
         self.workers: dict[int, tuple[subprocess.Popen, float]] = {}
         self._exits = _ExitWatch()
-        self.signals_seen = 0
+        self._stop_signals = StopSignals(STOP_COPY_SECONDS)
+        self.signals_seen = 0  # stop requests by signal, copies not counted
         self.failed = False
+        # (when, message, message if the pool is gone before then) for the main loop to print.
+        self._notices: list[tuple[float, str, str]] = []
 
     def run(self) -> int:
         _become_subreaper()
@@ -48,10 +53,14 @@ class Supervisor:
         if hasattr(signal, "SIGBREAK"):
             signal.signal(signal.SIGBREAK, self._on_signal)
         for _ in range(self.count):
+            if self.signals_seen:
+                break  # stopped while starting: no more workers
             self._spawn()
         while self.workers:
             self._exits.wait(TICK_SECONDS)
+            self._print_notices()
             self._reap()
+        self._print_notices(final=True)
         self._exits.close()
         _reap_orphans(set(), kill=False)
         return 1 if (self.failed or self.signals_seen > 1) else 0
@@ -107,11 +116,41 @@ class Supervisor:
         _reap_orphans(set(self.workers), kill=False)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        self.signals_seen += 1
+        """Relay each stop request to every worker once, however many copies of its signal
+        arrive. The workers are told at once (they stop claiming); the stop is announced only
+        when the copy window has passed, so that a signal sent after seeing the announcement
+        (a person pressing Ctrl-C again, a script) is always the second request. Printing is
+        left to the main loop: a handler that prints can interrupt a print."""
+        now = time.monotonic()
+        if not self._stop_signals.count(now):
+            return
+        self.signals_seen = self._stop_signals.requests
         relay = signal.SIGTERM if sys.platform != "win32" else signal.CTRL_BREAK_EVENT
         for proc, _ in list(self.workers.values()):
             with contextlib.suppress(OSError):
                 proc.send_signal(relay)
+        name = signal_name(signum)
+        if self.signals_seen == 1:
+            self._notices.append(
+                (
+                    now + STOP_COPY_SECONDS,
+                    f"got {name}: stopping once the running jobs finish; a second stop signal"
+                    " kills them",
+                    f"got {name}: stopping",
+                )
+            )
+        elif self.signals_seen == 2:
+            message = f"got {name}, a second stop signal: killing the running jobs"
+            self._notices.append((now, message, message))
+
+    def _print_notices(self, final: bool = False) -> None:
+        """Print the notices that are due; with `final` (the pool is gone), all of them."""
+        while self._notices:
+            when, message, early = self._notices[0]
+            if time.monotonic() < when and not final:
+                return
+            self._notices.pop(0)
+            self._say(message if time.monotonic() >= when else early)
 
     def _say(self, message: str) -> None:
         if not self.quiet:

@@ -28,6 +28,44 @@ MAX_STORE_RETRY_SECONDS = 5.0
 WORKER_TARGET_VARIABLE = "QUEUECTL_WORKER_TARGET"
 # A running job's pid is recorded (and its lease first extended) this long after it starts.
 FIRST_BEAT_SECONDS = 0.05
+# Stop signals this close to the last counted one are copies of it (see StopSignals).
+STOP_COPY_SECONDS = 0.5
+
+
+class StopSignals:
+    """Counts stop requests among stop signals: the copies of one request count once.
+
+    One user action can deliver its signal more than once. Coreutils `timeout` (on expiry, or
+    when it is sent SIGTERM itself) signals its child and then its whole process group, which
+    the child is in; a terminal sends Ctrl-C to the whole foreground process group; a Windows
+    console sends Ctrl-Break to every process on it, workers included, besides the copy the
+    supervisor relays. Nothing in a signal tells a copy from a second request, but copies
+    arrive within microseconds (milliseconds on a loaded machine) of each other, while a
+    second request is a second action: a person pressing Ctrl-C again, a script signalling
+    again after the first stop was announced. So a signal within `window` seconds of the last
+    counted request is a copy. Counting against the last *counted* request, not the last
+    signal, keeps a stream of signals from postponing the forced stop forever.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.requests = 0
+        self._last: float | None = None
+
+    def count(self, now: float) -> bool:
+        """Record a stop signal handled at monotonic time `now`; True if it is a new request."""
+        if self._last is not None and now - self._last < self.window:
+            return False
+        self._last = now
+        self.requests += 1
+        return True
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def heartbeat_interval(lease_seconds: float) -> float:
@@ -43,6 +81,7 @@ class Worker:
         burst: bool = False,
         worker_id: str | None = None,
         quiet: bool = False,
+        supervisor: int | None = None,
     ) -> None:
         self.store = store
         self.queues = list(queues) if queues else None
@@ -55,6 +94,9 @@ class Worker:
         self.quiet = quiet
         self.stopping = False
         self.forced = False
+        # The pid of the `worker start` that relays stop signals to this worker, if any.
+        self.supervisor = supervisor
+        self._stop_signals = StopSignals(_copy_window(supervisor))
         self._running: RunningCommand | None = None
         self._settings: dict = {}
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
@@ -254,8 +296,20 @@ class Worker:
             self.say(f"stopping after the current job ({why})")
 
     def handle_signal(self, signum: int, frame: object) -> None:
-        if not self.stopping:
-            self.request_stop(f"got {signal.Signals(signum).name}")
+        """SIGINT/SIGTERM/SIGBREAK: the first request stops claiming, the second kills the
+        running command. A stop asked for through the store is not a signal: a signal after
+        `worker stop` is still the first request."""
+        if not self._stop_signals.count(time.monotonic()):
+            return  # a copy of the request just handled
+        if self._stop_signals.requests == 1:
+            if self.supervisor is None:
+                self.request_stop(f"got {signal_name(signum)}")
+            elif os.getppid() != self.supervisor:
+                self.request_stop("its supervisor is gone")  # the parent-death signal
+            else:
+                # Relayed: the supervisor, which relays every signal as one kind, names the
+                # signal the user sent and announces the stop once for the whole pool.
+                self.stopping = True
             return
         self.forced = True
         running = self._running
@@ -271,6 +325,20 @@ class Worker:
 def _one_line(text: str, limit: int = 80) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _copy_window(supervisor: int | None) -> float:
+    """How close together stop signals are copies of one request, for this worker.
+
+    Started by the supervisor on POSIX, a worker runs in a session of its own: no terminal or
+    process-group signal reaches it, only what the supervisor relays, which has already
+    counted copies as one request, so every signal counts (a worker busy in a long store call
+    handles signals late, and a window here could swallow the relayed second request). On
+    Windows a console Ctrl-Break reaches the workers as well as the supervisor, and a worker
+    run on its own shares its terminal's (or `timeout`'s) process group: copies come there."""
+    if supervisor is not None and sys.platform != "win32":
+        return 0.0
+    return STOP_COPY_SECONDS
 
 
 def _die_with_parent() -> None:
@@ -305,7 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"queuectl worker: {exc}", file=sys.stderr)
         return 1
-    worker = Worker(store, queues=args.queues, burst=args.burst, quiet=args.quiet)
+    worker = Worker(
+        store, queues=args.queues, burst=args.burst, quiet=args.quiet, supervisor=args.parent
+    )
     signal.signal(signal.SIGTERM, worker.handle_signal)
     signal.signal(signal.SIGINT, worker.handle_signal)
     if hasattr(signal, "SIGBREAK"):  # Windows: the supervisor relays stops as CTRL_BREAK_EVENT
