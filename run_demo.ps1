@@ -205,9 +205,13 @@ try {
     if ($problems.Count -gt 0) { throw ('UNEXPECTED: ' + ($problems -join '; ')) }
     Write-Host 'demo finished: every job ended as expected'
     Write-Host ''
-    Write-Host 'Try next, on this store (rerun with $env:KEEP_DEMO = 1 to keep it):'
-    Write-Host '  queuectl dlq retry doomed     # back to pending with attempts 0; run the workers again'
-    Write-Host '  queuectl show flaky           # run history of the retried job'
+    if ($env:KEEP_DEMO -eq '1') {
+        Write-Host 'Try next, on this demo store, which is kept (set $env:QUEUECTL_DB as printed below):'
+        Write-Host "  & '$queuectl' dlq retry doomed     # back to pending with attempts 0"
+        Write-Host "  & '$queuectl' show flaky           # run history of the retried job"
+    } else {
+        Write-Host 'This demo store is removed now; set $env:KEEP_DEMO = 1 and run the demo again to try more on it.'
+    }
     Write-Host 'On your own queue: see QUICKSTART.md and WINDOWS_GUIDE.md.'
 } finally {
     if ($null -ne $workers -and -not $workers.HasExited) {

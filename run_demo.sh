@@ -205,10 +205,20 @@ if problems:
     sys.exit(1)
 print("demo finished: every job ended as expected")
 EOF
-cat <<EOF
+if [ "${KEEP_DEMO:-0}" = 1 ]; then
+  cat <<EOF
 
-Try next, on this store (rerun with KEEP_DEMO=1 to keep it):
+Try next, on this demo store, which is kept:
+  . $VENV/bin/activate          # puts queuectl on your PATH
+  export QUEUECTL_DB=$QUEUECTL_DB
   queuectl dlq retry doomed     # back to pending with attempts 0; run the workers again
   queuectl show flaky           # run history of the retried job
-On your own queue: see QUICKSTART.md; the store is then in your user folder (queuectl status).
+EOF
+else
+  echo
+  echo "This demo store is removed now; KEEP_DEMO=1 ./run_demo.sh keeps it to try more on it."
+fi
+cat <<EOF
+On your own queue: . $VENV/bin/activate, then see QUICKSTART.md; without QUEUECTL_DB the
+store is in your user folder (queuectl status prints where).
 EOF

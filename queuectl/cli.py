@@ -192,7 +192,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
 
 
 @cli.command()
-@click.argument("spec_json", required=False, metavar="SPEC_JSON")
+@click.argument("spec_json", required=False, metavar="[SPEC_JSON]")
 @click.option("--command", "-c", "command", help="Shell command to run.")
 @click.option("--id", "job_id", help="Job id (default: generated).")
 @click.option("--max-retries", type=int, help="Retries after the first run (default: config).")

@@ -56,7 +56,14 @@ def worker() -> None:
 
 
 @worker.command("start")
-@click.option("--count", "-n", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--count",
+    "-n",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Number of worker processes.",
+)
 @click.option(
     "--queue",
     "-q",
@@ -292,7 +299,7 @@ def dlq_list(ctx: Context, as_json: bool) -> None:
 
 
 @dlq.command("retry")
-@click.argument("job_ids", nargs=-1, metavar="JOB_ID...", callback=stored_text)
+@click.argument("job_ids", nargs=-1, metavar="[JOB_ID]...", callback=stored_text)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
 @pass_ctx
 def dlq_retry(ctx: Context, job_ids: tuple[str, ...], retry_all: bool) -> None:
