@@ -97,6 +97,7 @@ class Worker:
         # The pid of the `worker start` that relays stop signals to this worker, if any.
         self.supervisor = supervisor
         self._stop_signals = StopSignals(_copy_window(supervisor))
+        self._orphaned = False  # its supervisor died (see handle_signal)
         self._running: RunningCommand | None = None
         self._settings: dict = {}
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
@@ -298,14 +299,21 @@ class Worker:
     def handle_signal(self, signum: int, frame: object) -> None:
         """SIGINT/SIGTERM/SIGBREAK: the first request stops claiming, the second kills the
         running command. A stop asked for through the store is not a signal: a signal after
-        `worker stop` is still the first request."""
+        `worker stop` is still the first request.
+
+        The first signal after the supervisor died is its parent-death signal: a graceful stop
+        (the current job finishes, as documented), even during a stop the supervisor relayed,
+        since nobody sent a second request; signals after that count as usual."""
+        if self.supervisor is not None and not self._orphaned and os.getppid() != self.supervisor:
+            self._orphaned = True
+            self.stopping = True
+            self.say("its supervisor is gone: stopping after the current job")
+            return
         if not self._stop_signals.count(time.monotonic()):
             return  # a copy of the request just handled
         if self._stop_signals.requests == 1:
             if self.supervisor is None:
                 self.request_stop(f"got {signal_name(signum)}")
-            elif os.getppid() != self.supervisor:
-                self.request_stop("its supervisor is gone")  # the parent-death signal
             else:
                 # Relayed: the supervisor, which relays every signal as one kind, names the
                 # signal the user sent and announces the stop once for the whole pool.

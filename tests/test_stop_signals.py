@@ -220,3 +220,27 @@ def test_one_sigterm_after_worker_stop_is_still_the_first_request(sqlite_cli, po
     finish_gracefully(cli, pool, job, shell)
     assert pool.wait_exit() == 0, pool.output()
     assert FORCED not in pool.output()
+
+
+# -- the supervisor killed during a graceful stop --------------------------------------------
+
+
+def test_a_supervisor_killed_during_a_graceful_stop_leaves_its_job_to_finish(sqlite_cli, pools):
+    """Its workers then get their parent-death signal: no second request, so the running job
+    still finishes (README: only the supervisor killed → workers stop gracefully)."""
+    cli = speed_up(sqlite_cli)
+    job = held_job(cli)
+    pool = pools.start(cli)
+    shell = wait_running(cli, job)
+    (worker,) = [w["pid"] for w in status(cli)["workers"]]
+
+    pool.proc.send_signal(signal.SIGTERM)
+    pool.wait_output(ANNOUNCED)
+    pool.proc.send_signal(signal.SIGKILL)
+    pool.proc.wait(timeout=DEADLINE)
+    pool.wait_output("its supervisor is gone")
+    assert alive(worker) and alive(shell)
+    (cli.cwd / "release").touch()
+    wait_state(cli, job, "completed")
+    wait_gone(worker)
+    assert show(cli, job)["attempts"] == 1
