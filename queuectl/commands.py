@@ -256,11 +256,13 @@ def cancel(ctx: Context, job_id: str) -> None:
     Example:
       queuectl cancel job1
     """
-    previous, command_gone = ctx.queue.cancel(job_id)
-    note = ""
-    if command_gone is not None:
-        note = " (its command was killed)" if command_gone else " (its worker kills its command)"
-    click.echo(f"canceled {clean(job_id)}, was {previous.value}{note}")
+    previous, command = ctx.queue.cancel(job_id)
+    notes = {
+        "ended": " (its command has ended)",
+        "killed": " (its command was killed)",
+        "left to its worker": " (its worker kills its command)",
+    }
+    click.echo(f"canceled {clean(job_id)}, was {previous.value}{notes.get(command, '')}")
 
 
 @cli.group()

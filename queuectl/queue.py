@@ -25,7 +25,10 @@ class Status(NamedTuple):
 
 class Canceled(NamedTuple):
     previous: JobState  # the state the job was in
-    command_gone: bool | None  # for a running job: whether its command is known to be gone
+    # For a running job, what became of its command: "ended" (gone within the wait: killed by
+    # its worker, or finished on its own first), "killed" (by this call: its worker was gone),
+    # "left to its worker" (on another host, or its pid not yet recorded). None otherwise.
+    command: str | None
 
 
 class BulkSpecError(QueueError):
@@ -162,10 +165,12 @@ class Queue:
         runs = self.store.runs(job_id)
         pid = runs[-1].pid if runs and runs[-1].host == host_name() else None
         if not pid:
-            return Canceled(previous, False)  # elsewhere, or not yet recorded: its worker kills it
-        if not _wait_gone(pid, wait) and kill_orphaned_run(pid, job_id):
-            _wait_gone(pid, 1.0)  # SIGKILL: gone as soon as the kernel has torn it down
-        return Canceled(previous, not group_alive(pid))
+            return Canceled(previous, "left to its worker")
+        if _wait_gone(pid, wait):
+            return Canceled(previous, "ended")
+        if kill_orphaned_run(pid, job_id) and _wait_gone(pid, 1.0):
+            return Canceled(previous, "killed")  # SIGKILL: gone once the kernel tore it down
+        return Canceled(previous, "ended" if not group_alive(pid) else "left to its worker")
 
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
         return self.store.retry_dead(job_ids)

@@ -234,7 +234,13 @@ class Worker:
         finally:
             self._running = None
         crash_point("after-exit")
-        return self._record(claim, result, time.monotonic() - running.started)
+        next_claim, held = self._record(claim, result, time.monotonic() - running.started)
+        if not held and running.pid is not None:
+            # Canceled (or its lease lost) while the command ran, and it ended before the
+            # heartbeat that would have killed it: what it started may still run. Kill that
+            # too, as a cancel must (SPEC §4), so it never overlaps with a retry.
+            kill_orphaned_run(running.pid, job.id)
+        return next_claim
 
     def _watch(self, claim: Claim, running: RunningCommand) -> None:
         """Until the command exits: record its pid, heartbeat, and kill it on timeout, cancel
@@ -272,7 +278,8 @@ class Worker:
             if not beat.held:
                 running.kill(Outcome.KILLED, "stopped: the job was canceled or its lease was lost")
 
-    def _record(self, claim: Claim, result: RunResult, seconds: float) -> Claim | None:
+    def _record(self, claim: Claim, result: RunResult, seconds: float) -> tuple[Claim | None, bool]:
+        """Record the outcome; returns the next claim and whether this claim was still held."""
         job = claim.job
         delay = None if result.succeeded else self.retry_policy(claim.attempt, job.max_retries)
         finished = self._retrying(
@@ -287,7 +294,9 @@ class Worker:
         if finished is not None and not finished.held:
             verdict = "stopped: canceled, or its lease expired and it was requeued"
         self.say(f"{job.id}: {verdict}")
-        return None if finished is None else finished.next_claim
+        if finished is None:
+            return None, True  # a forced stop abandoned it: not known to be lost
+        return finished.next_claim, finished.held
 
     # -- stopping --------------------------------------------------------------------------
 

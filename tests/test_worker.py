@@ -8,6 +8,7 @@ live in test_worker_crash.py.
 from __future__ import annotations
 
 import collections
+import os
 import re
 import signal
 import subprocess
@@ -425,6 +426,29 @@ def test_burst_requeues_expired_leases_first_and_exits_though_a_job_is_due_later
 
 
 # -- 12. cancel a running job -------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds processes through /proc")
+def test_a_canceled_command_that_ends_before_its_worker_notices_leaves_nothing_running(cli, pools):
+    """Its shell exits before the heartbeat that would kill it: what it started in the
+    background is killed when its outcome is fenced out, as a cancel must (SPEC §4)."""
+    speed_up(cli, QUEUECTL_LEASE_SECONDS="30")  # heartbeats a second apart
+    job = enqueue(
+        cli,
+        id="quick",
+        command="sleep 300 & echo $! > bg.pid; while [ ! -e go ]; do sleep 0.01; done",
+    )
+    pools.start(cli)
+    background = wait_int(cli.cwd / "bg.pid")
+    # Just after the run's first heartbeat (which names its log file): the next is a second
+    # away, time enough for the cancel and for the shell to end before it.
+    wait_for(lambda: os.path.exists(show(cli, job)["runs"][-1]["log_path"]), timeout=DEADLINE)
+    # From "another host", so that this `cancel` neither waits for nor kills the command.
+    canceled = cli("cancel", job, env={"QUEUECTL_HOSTNAME": "elsewhere"})
+    assert canceled.returncode == 0, canceled.stderr
+    (cli.cwd / "go").touch()  # the shell ends now, most likely before the next heartbeat
+    wait_gone(background, timeout=10)
+    assert show(cli, job)["state"] == "canceled"
 
 
 def test_cancel_of_a_processing_job_kills_its_process_tree_and_does_not_retry_it(cli, pools):
