@@ -14,6 +14,7 @@ CRASH_AT = os.environ.get("QUEUECTL_CRASH_AT")
 POINTS = (
     "claim-before-commit",  # the claim's UPDATE ran, its transaction is not committed
     "after-claim",  # claimed and committed, command not started
+    "after-start",  # the command started, its pid not yet recorded
     "after-exit",  # the command exited, its outcome is not recorded
     "finish-before-commit",  # the outcome's UPDATE ran, its transaction is not committed
 )

@@ -515,6 +515,45 @@ def host_name() -> str:
     return os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
 
 
+def kill_unrecorded_run(job_id: str, attempt: int, log_dir: str) -> bool:
+    """Kill what is left of a lost run whose pid was never recorded: its worker died within
+    its first heartbeat (FIRST_BEAT_SECONDS), with the whole pool, so no supervisor killed it.
+
+    Its processes are found through /proc: the job id and attempt in their environment, and
+    stdout or stderr open on a file in this store's logs folder (a store of its own: another
+    store's job with the same id and attempt is never hit). A command that redirected both
+    elsewhere is not found. Linux only; returns whether anything was killed."""
+    if not IS_LINUX:
+        return False
+    markers = (f"QUEUECTL_JOB_ID={job_id}".encode(), f"QUEUECTL_ATTEMPT={attempt}".encode())
+    folder = os.path.join(os.path.realpath(log_dir), "")
+    groups = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"{entry.path}/environ", "rb") as handle:
+                environ = handle.read().split(b"\0")
+            if all(marker in environ for marker in markers) and any(
+                _fd_target(entry.path, fd).startswith(folder) for fd in (1, 2)
+            ):
+                groups.add(os.getpgid(int(entry.name)))
+        except OSError:
+            continue  # gone meanwhile, or not ours
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGKILL)
+    return bool(groups)
+
+
+def _fd_target(proc_path: str, fd: int) -> str:
+    """What a process's descriptor is open on ("/x/logs/#123 (deleted)" for an anonymous log
+    file), or "" if that cannot be read."""
+    try:
+        return os.readlink(f"{proc_path}/fd/{fd}")
+    except OSError:
+        return ""
+
+
 def kill_orphaned_run(pgid: int, job_id: str) -> bool:
     """Kill what is left of a lost run on this host: its process group, if the group still
     holds a process started for this job (checked through /proc, so a recycled id is never

@@ -17,7 +17,13 @@ from . import config
 from .errors import StoreError
 from .faults import crash_point
 from .models import Claim, Outcome, RunResult, log_file_name, retry_delay
-from .runner import RunningCommand, close_inherited_fds, host_name, kill_orphaned_run
+from .runner import (
+    RunningCommand,
+    close_inherited_fds,
+    host_name,
+    kill_orphaned_run,
+    kill_unrecorded_run,
+)
 from .store import ClaimRequest, Store, open_store
 
 # Store errors (locked, read-only, disk full) make the worker wait this long at most, then retry.
@@ -176,8 +182,14 @@ class Worker:
         """If the lost run was on this host and its command still runs (the whole pool was
         killed), kill it before the job can run again, so two runs never overlap."""
         lost = [run for run in self.store.runs(job_id) if run.outcome == "lost"]
-        here = lost and lost[-1].host == self.host and lost[-1].pid
-        if here and kill_orphaned_run(lost[-1].pid, job_id):
+        if not lost or lost[-1].host != self.host:
+            return
+        run = lost[-1]
+        if run.pid:
+            killed = kill_orphaned_run(run.pid, job_id)
+        else:  # its worker died before recording the pid
+            killed = kill_unrecorded_run(job_id, run.attempt, self._log_dir)
+        if killed:
             self.say(f"{job_id}: killed the commands its lost run left behind")
 
     def _wait_idle(self, next_maintenance: float) -> None:
@@ -226,6 +238,7 @@ class Worker:
         extra_env = {"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(claim.attempt)}
         running = RunningCommand(job.command, extra_env, log_path)
         self._running = running
+        crash_point("after-start")
         try:
             if self.forced:
                 running.kill_now(Outcome.KILLED, "killed: the worker was forced to stop")

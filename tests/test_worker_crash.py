@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 
 import pytest
@@ -155,3 +156,36 @@ def test_cancel_after_the_whole_pool_was_killed_kills_the_command_left_running(c
     assert result.stdout == "canceled orphan, was processing (its command was killed)\n"
     wait_gone(child, timeout=5)
     assert show(cli, job)["state"] == "canceled"
+
+
+def test_a_run_orphaned_before_its_pid_was_recorded_is_killed_before_its_retry(cli, pools):
+    """A worker dies (here: on its own, with no supervisor to kill its command, as when the
+    whole pool is killed) right after starting a command, before the first heartbeat records
+    its pid. The worker that requeues the job finds the command through /proc and kills it,
+    so the retry never overlaps with it (README, Guarantees)."""
+    speed_up(cli)
+    job = enqueue(
+        cli,
+        id="early",
+        command='if [ "$QUEUECTL_ATTEMPT" = 1 ]; then sleep 300 & echo $! > bg.1; wait; fi',
+    )
+    crashed = subprocess.run(
+        [sys.executable, "-m", "queuectl.worker", "--db", cli.db, "--burst", "--quiet"],
+        env={**cli.env, "QUEUECTL_CRASH_AT": "after-start"},
+        cwd=cli.cwd,
+        timeout=DEADLINE,
+    )
+    assert crashed.returncode == -signal.SIGKILL
+    orphan = wait_int(cli.cwd / "bg.1")
+    assert alive(orphan)
+    group = os.getpgid(orphan)
+    try:
+        pool = pools.start(cli)
+        wait_state(cli, job, "completed", timeout=DEADLINE)
+        wait_gone(orphan, timeout=5)
+        assert "killed the commands its lost run left behind" in pool.output()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)  # whatever the test's outcome
+    runs = show(cli, job)["runs"]
+    assert [run["outcome"] for run in runs] == ["lost", "exited"]
