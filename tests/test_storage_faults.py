@@ -402,6 +402,28 @@ def test_store_deleted_with_its_wal_while_workers_run(tmp_path, faults):
     gate.touch()
 
 
+def test_a_job_of_a_deleted_store_is_stopped_even_before_there_is_a_new_store(tmp_path, faults):
+    """`rm queue.db*` while a job runs, and nothing makes a new store: the job belonged to the
+    deleted store, so its command is stopped within a heartbeat or two, not left to run
+    unowned; the workers then wait, without spinning, for a store."""
+    cli = fresh_cli(tmp_path / "store", FAST)
+    gate, pid_file = gated_job(cli, "unowned")
+    pool, pids = start_pool(faults, cli)
+    shell = pid_in(pid_file)
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            os.unlink(cli.db + suffix)
+        wait_for(lambda: not _alive(shell), timeout=DEADLINE)
+        wait_for(lambda: workers_say(pool, pids, "was deleted while in use; waiting"))
+        assert not os.path.exists(cli.db), "workers never create a store"
+        assert_waiting_not_spinning(pool, pids)
+    finally:
+        gate.touch()
+    assert enqueue_many(cli, [{"id": "fresh", "command": "echo fresh"}]) == ["fresh"]
+    wait_for(lambda: completed(cli.db) == 1, timeout=DEADLINE)
+    assert_clean_end(pool, pids)
+
+
 def test_store_file_deleted_while_its_wal_is_still_in_use(tmp_path, faults):
     """`rm queue.db` alone: its -wal and -shm stay behind, still open. A new store beside them
     would read the deleted store's pages from them, so the CLI refuses (clearly) until no

@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from ..errors import DuplicateJob, InvalidTransition, JobNotFound
+from ..errors import DuplicateJob, InvalidTransition, JobNotFound, StoreError
 from ..faults import crash_point
 from ..models import (
     FINISHED_STATES,
@@ -172,8 +172,18 @@ class SQLiteStore(SQLiteStoreBase):
         with self._write() as conn:
             conn.execute(sql.SET_RUN_PID, (pid, claim.run_id))
 
-    @translate
     def heartbeat(self, worker_id: str, lease_seconds: float, claim: Claim | None) -> Heartbeat:
+        try:
+            return self._heartbeat(worker_id, lease_seconds, claim)
+        except StoreError:
+            if claim is not None and _claim_key(claim) in self._stale_claims:
+                # Its store file is gone (and no new one can be opened yet): the claim is held
+                # nowhere, so the worker stops its command now rather than let it run unowned.
+                return Heartbeat(held=False, stop_requested=False)
+            raise
+
+    @translate
+    def _heartbeat(self, worker_id: str, lease_seconds: float, claim: Claim | None) -> Heartbeat:
         self._check_file()  # workers heartbeat often, whether busy or idle
         if claim is not None and _claim_key(claim) in self._stale_claims:
             claim = None  # made in a store file that is gone: not held, nothing to extend
@@ -196,7 +206,6 @@ class SQLiteStore(SQLiteStoreBase):
                 )
         return Heartbeat(held=held, stop_requested=bool(row and row[0]))
 
-    @translate
     def finish(
         self,
         claim: Claim,
@@ -204,11 +213,23 @@ class SQLiteStore(SQLiteStoreBase):
         retry_delay: float | None,
         then_claim: ClaimRequest | None = None,
     ) -> Finished:
-        state, delay = finished_state(result, retry_delay)
         key = _claim_key(claim)
         if key in self._stale_claims:
+            # Its store file is gone: the outcome has nowhere to go, and needs no store to say so.
             self._stale_claims.discard(key)
-            return Finished(False, None)  # its store file is gone: the outcome has nowhere to go
+            return Finished(False, None)
+        return self._finish(claim, result, retry_delay, then_claim)
+
+    @translate
+    def _finish(
+        self,
+        claim: Claim,
+        result: RunResult,
+        retry_delay: float | None,
+        then_claim: ClaimRequest | None,
+    ) -> Finished:
+        state, delay = finished_state(result, retry_delay)
+        key = _claim_key(claim)
         with self._write() as conn:
             now = self.now()
             finished = conn.execute(
