@@ -258,11 +258,15 @@ def check_name(value: Any, what: str, max_length: int) -> str:
 
 
 def check_encodable(value: str, what: str) -> None:
-    """JSON can spell lone surrogates (\\ud800) that no store or terminal can encode."""
+    """JSON can spell lone surrogates (\\ud800) that no store or terminal can encode, and
+    command-line bytes that are not UTF-8 reach Python as such surrogates too."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise SpecError(f"{what} is not valid Unicode text (lone surrogate)") from None
+        raise SpecError(
+            f"{what} is not valid text: bytes that are not UTF-8, or a lone surrogate "
+            "(\\ud800 …) in JSON"
+        ) from None
 
 
 def is_control(ch: str) -> bool:
