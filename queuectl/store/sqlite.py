@@ -173,23 +173,22 @@ class SQLiteStore(SQLiteStoreBase):
             conn.execute(sql.SET_RUN_PID, (pid, claim.run_id))
 
     def heartbeat(self, worker_id: str, lease_seconds: float, claim: Claim | None) -> Heartbeat:
-        try:
+        if claim is None or _claim_key(claim) not in self._stale_claims:
             return self._heartbeat(worker_id, lease_seconds, claim)
+        # Made in a store file that is gone (the heartbeat that found out raised, saying so):
+        # held nowhere, so the worker stops its command now, even while no store can be opened,
+        # rather than let it run unowned.
+        try:
+            return self._heartbeat(worker_id, lease_seconds, None)._replace(held=False)
         except StoreError:
-            if claim is not None and _claim_key(claim) in self._stale_claims:
-                # Its store file is gone (and no new one can be opened yet): the claim is held
-                # nowhere, so the worker stops its command now rather than let it run unowned.
-                return Heartbeat(held=False, stop_requested=False)
-            raise
+            if self._conn is not None:
+                raise  # a new store there was just opened: the worker says so, then stops it
+            return Heartbeat(held=False, stop_requested=False)
 
     @translate
     def _heartbeat(self, worker_id: str, lease_seconds: float, claim: Claim | None) -> Heartbeat:
         self._check_file()  # workers heartbeat often, whether busy or idle
-        if claim is not None and _claim_key(claim) in self._stale_claims:
-            claim = None  # made in a store file that is gone: not held, nothing to extend
-            held = False
-        else:
-            held = True
+        held = True
         with self._write() as conn:
             now = self.now()
             row = conn.execute(sql.WORKER_HEARTBEAT, (now, worker_id)).fetchone()
