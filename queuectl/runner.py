@@ -531,18 +531,25 @@ def kill_unrecorded_run(job_id: str, attempt: int, log_dir: str) -> bool:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            with open(f"{entry.path}/environ", "rb") as handle:
-                environ = handle.read().split(b"\0")
-            if all(marker in environ for marker in markers) and any(
-                _fd_target(entry.path, fd).startswith(folder) for fd in (1, 2)
-            ):
+        environ = _environment(entry.path)
+        if not all(marker in environ for marker in markers):
+            continue
+        if any(_fd_target(entry.path, fd).startswith(folder) for fd in (1, 2)):
+            with contextlib.suppress(OSError):  # gone meanwhile
                 groups.add(os.getpgid(int(entry.name)))
-        except OSError:
-            continue  # gone meanwhile, or not ours
     for pgid in groups:
         _signal_group(pgid, signal.SIGKILL)
     return bool(groups)
+
+
+def _environment(proc_path: str) -> list[bytes]:
+    """A process's environment as NAME=value entries, or [] if it cannot be read (gone
+    meanwhile, or another user's)."""
+    try:
+        with open(f"{proc_path}/environ", "rb") as handle:
+            return handle.read().split(b"\0")
+    except OSError:
+        return []
 
 
 def _fd_target(proc_path: str, fd: int) -> str:
@@ -558,14 +565,9 @@ def kill_orphaned_run(pgid: int, job_id: str) -> bool:
     """Kill what is left of a lost run on this host: its process group, if the group still
     holds a process started for this job (checked through /proc, so a recycled id is never
     hit). Linux only; returns whether a group was killed."""
-    marker = f"QUEUECTL_JOB_ID={job_id}\0".encode()
+    marker = f"QUEUECTL_JOB_ID={job_id}".encode()
     for _, _, proc_path in _group_members(pgid) if IS_LINUX else ():
-        try:
-            with open(f"{proc_path}/environ", "rb") as handle:
-                environ = handle.read() + b"\0"
-        except OSError:
-            continue
-        if b"\0" + marker in b"\0" + environ:
+        if marker in _environment(proc_path):
             _signal_group(pgid, signal.SIGKILL)
             return True
     return False
