@@ -19,14 +19,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from .worker import STOP_COPY_SECONDS, WORKER_TARGET_VARIABLE, StopSignals, signal_name
+from .eventlog import EventLog
+from .worker import STOP_COPY_SECONDS, STOP_SIGNALS, StopSignals, signal_name
 
 IS_LINUX = sys.platform.startswith("linux")
 _PR_SET_CHILD_SUBREAPER = 36
 # A worker that dies sooner than this after starting is restarted only after a pause.
 FLAP_SECONDS = 2.0
 TICK_SECONDS = 0.1
+
+
+@dataclass
+class _Child:
+    proc: subprocess.Popen
+    started: float  # monotonic
+    relayed: int = 0  # stop requests relayed to it so far
 
 
 class Supervisor:
@@ -38,35 +47,47 @@ class Supervisor:
         self.queues = list(queues)
         self.burst = burst
         self.quiet = quiet
-        self.workers: dict[int, tuple[subprocess.Popen, float]] = {}
+        self.events = EventLog("supervisor", enabled=not quiet)
+        self.workers: dict[int, _Child] = {}
         self._exits = _ExitWatch()
         self._stop_signals = StopSignals(STOP_COPY_SECONDS)
         self.signals_seen = 0  # stop requests by signal, copies not counted
-        self.failed = False
+        self.failed = False  # a worker died unexpectedly (SPEC §4: the pool then exits 1)
+        self._replacements: list[float] = []  # when each pending replacement may start
         # (when, message, message if the pool is gone before then) for the main loop to print.
         self._notices: list[tuple[float, str, str]] = []
 
     def run(self) -> int:
         _become_subreaper()
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        if hasattr(signal, "SIGBREAK"):
-            signal.signal(signal.SIGBREAK, self._on_signal)
+        self.events.start()
+        self._exits.wake_on_signals()
+        for name in STOP_SIGNALS:
+            signal.signal(getattr(signal, name), self._on_signal)
         for _ in range(self.count):
             if self.signals_seen:
                 break  # stopped while starting: no more workers
             self._spawn()
-        while self.workers:
-            self._exits.wait(TICK_SECONDS)
+            self._relay()  # a stop that came while this one was being started
+        while self.workers or (self._replacements and not self.signals_seen):
+            self._exits.wait(self._tick())
+            self._relay()
             self._print_notices()
             self._reap()
+            self._replace()
         self._print_notices(final=True)
         self._exits.close()
         _reap_orphans(set(), kill=False)
+        self.events.close()
         return 1 if (self.failed or self.signals_seen > 1) else 0
 
+    def _tick(self) -> float:
+        if self._replacements:
+            return max(0.0, min(TICK_SECONDS, self._replacements[0] - time.monotonic()))
+        return TICK_SECONDS
+
     def _command(self) -> list[str]:
-        args = [sys.executable, "-m", "queuectl.worker", "--parent", str(os.getpid())]
+        args = [sys.executable, "-m", "queuectl.worker", "--db", "-"]
+        args += ["--parent", str(os.getpid())]
         for queue in self.queues:
             args += ["--queue", queue]
         if self.burst:
@@ -81,16 +102,18 @@ class Supervisor:
             extra["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         else:
             extra["start_new_session"] = True
-        # The target goes through the environment, not argv: a PostgreSQL URL may hold a
-        # password, and argv is visible to every user in `ps`. The worker removes it again.
-        env = dict(os.environ, **{WORKER_TARGET_VARIABLE: self.target})
-        proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, env=env, **extra)
-        self.workers[proc.pid] = (proc, time.monotonic())
+        proc = subprocess.Popen(self._command(), stdin=subprocess.PIPE, **extra)
+        # The target goes on a pipe, not in argv or the environment (see worker.read_target).
+        with contextlib.suppress(OSError):  # it died at once: _reap says so
+            proc.stdin.write(self.target.encode("utf-8", "surrogateescape") + b"\n")
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        self.workers[proc.pid] = _Child(proc, time.monotonic())
         self._exits.add(proc.pid)
 
     def _reap(self) -> None:
-        for pid, (proc, started) in list(self.workers.items()):
-            code = proc.poll()
+        for pid, child in list(self.workers.items()):
+            code = child.proc.poll()
             if code is None:
                 continue
             del self.workers[pid]
@@ -102,33 +125,44 @@ class Supervisor:
                 if code != 0 and not stopped_early:
                     self.failed = True
                 continue
-            self._say(f"worker pid {pid} died ({_describe(code)})")
+            self.failed = True
+            self.events.say(f"worker pid {pid} died ({_describe(code)})")
             _reap_orphans(set(self.workers), kill=True)
             if self.burst:
-                self.failed = True
                 continue
-            if time.monotonic() - started < FLAP_SECONDS:
-                time.sleep(FLAP_SECONDS)
-                if self.signals_seen:  # a stop arrived during the pause
-                    continue
-            self._say("starting a replacement worker")
-            self._spawn()
+            flapping = time.monotonic() - child.started < FLAP_SECONDS
+            self._replacements.append(time.monotonic() + (FLAP_SECONDS if flapping else 0.0))
         _reap_orphans(set(self.workers), kill=False)
 
+    def _replace(self) -> None:
+        """Start the replacements that are due; a stop cancels those not started yet."""
+        if self.signals_seen:
+            self._replacements.clear()
+            return
+        while self._replacements and self._replacements[0] <= time.monotonic():
+            self._replacements.pop(0)
+            self.events.say("starting a replacement worker")
+            self._spawn()
+
+    def _relay(self) -> None:
+        """Relay every stop request to every worker once, in order; a worker started after a
+        request (or while it arrived) gets it too, so a stop never misses one."""
+        relay = signal.SIGTERM if sys.platform != "win32" else signal.CTRL_BREAK_EVENT
+        for child in self.workers.values():
+            while child.relayed < self.signals_seen:
+                child.relayed += 1
+                with contextlib.suppress(OSError):
+                    child.proc.send_signal(relay)
+
     def _on_signal(self, signum: int, frame: object) -> None:
-        """Relay each stop request to every worker once, however many copies of its signal
-        arrive. The workers are told at once (they stop claiming); the stop is announced only
-        when the copy window has passed, so that a signal sent after seeing the announcement
-        (a person pressing Ctrl-C again, a script) is always the second request. Printing is
-        left to the main loop: a handler that prints can interrupt a print."""
+        """Count stop requests, however many copies of their signal arrive; the main loop,
+        woken at once, relays them. The stop is announced only when the copy window has passed,
+        so that a signal sent after seeing the announcement (a person pressing Ctrl-C again, a
+        script) is always the second request. Printing is left to the main loop too."""
         now = time.monotonic()
         if not self._stop_signals.count(now):
             return
         self.signals_seen = self._stop_signals.requests
-        relay = signal.SIGTERM if sys.platform != "win32" else signal.CTRL_BREAK_EVENT
-        for proc, _ in list(self.workers.values()):
-            with contextlib.suppress(OSError):
-                proc.send_signal(relay)
         name = signal_name(signum)
         if self.signals_seen == 1:
             self._notices.append(
@@ -150,22 +184,30 @@ class Supervisor:
             if time.monotonic() < when and not final:
                 return
             self._notices.pop(0)
-            self._say(message if time.monotonic() >= when else early)
-
-    def _say(self, message: str) -> None:
-        if not self.quiet:
-            stamp = time.strftime("%H:%M:%S")
-            print(f"{stamp} supervisor: {message}", file=sys.stderr, flush=True)
+            self.events.say(message if time.monotonic() >= when else early)
 
 
 class _ExitWatch:
     """Wakes the supervisor the moment a worker exits (Linux: each worker's pidfd becomes
     readable then), so `worker start --burst` returns as soon as the work is done instead of
-    at the next tick. Elsewhere, or without pidfds, it simply sleeps for the tick."""
+    at the next tick, and the moment a stop signal arrives (through `signal.set_wakeup_fd`), so
+    that it is relayed at once. Elsewhere it simply sleeps for the tick."""
 
     def __init__(self) -> None:
         self._fds: dict[int, int] = {}
         self._poll = select.poll() if hasattr(select, "poll") else None
+        self._wake: tuple[int, int] | None = None  # the signal wake-up pipe (read, write)
+
+    def wake_on_signals(self) -> None:
+        """Wake `wait` when a signal arrives; the handler itself runs as usual."""
+        if self._poll is None or sys.platform == "win32":
+            return
+        read, write = os.pipe()
+        for fd in (read, write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(write)
+        self._wake = (read, write)
+        self._poll.register(read, select.POLLIN)
 
     def add(self, pid: int) -> None:
         if self._poll is None or not hasattr(os, "pidfd_open"):
@@ -184,14 +226,23 @@ class _ExitWatch:
             os.close(fd)
 
     def wait(self, timeout: float) -> None:
-        if self._fds:
-            self._poll.poll(timeout * 1000)
-        else:
+        if not self._fds and self._wake is None:
             time.sleep(timeout)
+            return
+        self._poll.poll(timeout * 1000)
+        if self._wake is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake[0], 512)
 
     def close(self) -> None:
         for pid in list(self._fds):
             self.discard(pid)
+        if self._wake is not None:
+            signal.set_wakeup_fd(-1)
+            self._poll.unregister(self._wake[0])
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
 
 
 def _describe(code: int) -> str:

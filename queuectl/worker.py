@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from . import config
 from .errors import StoreError
+from .eventlog import EventLog, write_line
 from .faults import crash_point
 from .models import Claim, Outcome, RunResult, log_file_name, retry_delay
 from .runner import (
@@ -26,12 +27,19 @@ from .runner import (
 )
 from .store import ClaimRequest, Store, open_store
 
-# Store errors (locked, read-only, disk full) make the worker wait this long at most, then retry.
-MAX_STORE_RETRY_SECONDS = 5.0
+# Store errors (locked, read-only, disk full, a server outage) make the worker wait this long
+# at most, then retry: short, so work is picked up again within a second of the store's return.
+MAX_STORE_RETRY_SECONDS = 1.0
+# A pause between retries looks this often whether a stop was asked for (a signal does not cut
+# a sleep short: PEP 475 resumes it).
+PAUSE_SLICE_SECONDS = 0.05
 
 
-# How the supervisor hands a worker its store; removed at once, so jobs never see it.
-WORKER_TARGET_VARIABLE = "QUEUECTL_WORKER_TARGET"
+# The signals that ask for a stop, where the platform has them. SIGHUP: the terminal the pool
+# ran in was closed; SIGBREAK: Windows, where the supervisor relays stops as CTRL_BREAK_EVENT.
+STOP_SIGNALS = tuple(
+    name for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK") if hasattr(signal, name)
+)
 # A running job's pid is recorded (and its lease first extended) this long after it starts.
 FIRST_BEAT_SECONDS = 0.05
 # Stop signals this close to the last counted one are copies of it (see StopSignals).
@@ -98,6 +106,7 @@ class Worker:
         # os.urandom, not secrets: the suffix only tells apart workers that reuse a pid.
         self.id = worker_id or f"{self.host}-{os.getpid()}-{os.urandom(3).hex()}"
         self.quiet = quiet
+        self.events = EventLog(f"worker {self.id}", enabled=not quiet)
         self.stopping = False
         self.forced = False
         # The pid of the `worker start` that relays stop signals to this worker, if any.
@@ -113,18 +122,22 @@ class Worker:
 
     def run(self) -> int:
         """Work until stopped (or, in burst mode, until nothing is ready). Returns the exit code."""
-        self._load_settings()
-        self._retrying(lambda: self.store.register_worker(self.id, self.host, os.getpid()))
-        self.say(f"started (pid {os.getpid()}, queues: {', '.join(self.queues or ['all'])})")
+        self.events.start()
         try:
-            self._retrying(self._maintain)
-            self._loop()
-        finally:
+            self._load_settings()
+            self._retrying(lambda: self.store.register_worker(self.id, self.host, os.getpid()))
+            self.say(f"started (pid {os.getpid()}, queues: {', '.join(self.queues or ['all'])})")
             try:
-                self.store.unregister_worker(self.id)
-            except StoreError as exc:
-                self.say(f"could not unregister: {exc}")
-        self.say("stopped")
+                self._retrying(self._maintain)
+                self._loop()
+            finally:
+                try:
+                    self.store.unregister_worker(self.id)
+                except StoreError as exc:
+                    self.say(f"could not unregister: {exc}")
+            self.say("stopped")
+        finally:
+            self.events.close()
         return 1 if self.forced else 0
 
     def _loop(self) -> None:
@@ -212,17 +225,37 @@ class Worker:
         """Run a store action; on a store error wait (with backoff) and retry, never die.
 
         Returns the action's result, or None when it is abandoned: a stop was forced, or (for
-        actions not needed `while_stopping`, such as a claim) a graceful stop was asked for."""
+        actions not needed `while_stopping`, such as a claim) a graceful stop was asked for.
+        An error is said once, not at every retry, and so is the store's return."""
         delay = 0.05
+        failing: str | None = None
         while True:
             try:
-                return action()
+                result = action()
             except StoreError as exc:
-                if self.forced or (self.stopping and not while_stopping):
+                if self._abandon(while_stopping):
                     return None
-                self.say(f"store error, retrying in {delay:.2g}s: {exc}")
-                time.sleep(delay)
+                if str(exc) != failing:
+                    failing = str(exc)
+                    self.say(f"store error, retrying: {exc}")
+                self._pause(delay, while_stopping)
                 delay = min(delay * 2, MAX_STORE_RETRY_SECONDS)
+                continue
+            if failing is not None:
+                self.say("store reachable again")
+            return result
+
+    def _abandon(self, while_stopping: bool) -> bool:
+        return self.forced or (self.stopping and not while_stopping)
+
+    def _pause(self, seconds: float, while_stopping: bool) -> None:
+        """Sleep between retries, cut short by a stop that abandons the retried action."""
+        deadline = time.monotonic() + seconds
+        while not self._abandon(while_stopping):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, PAUSE_SLICE_SECONDS))
 
     # -- one job ---------------------------------------------------------------------------
 
@@ -319,7 +352,7 @@ class Worker:
             self.say(f"stopping after the current job ({why})")
 
     def handle_signal(self, signum: int, frame: object) -> None:
-        """SIGINT/SIGTERM/SIGBREAK: the first request stops claiming, the second kills the
+        """SIGINT/SIGTERM/SIGHUP/SIGBREAK: the first request stops claiming, the second kills the
         running command. A stop asked for through the store is not a signal: a signal after
         `worker stop` is still the first request.
 
@@ -347,9 +380,8 @@ class Worker:
             running.kill_now(Outcome.KILLED, "killed: the worker was forced to stop")
 
     def say(self, message: str) -> None:
-        if not self.quiet:
-            stamp = time.strftime("%H:%M:%S")
-            print(f"{stamp} worker {self.id}: {message}", file=sys.stderr, flush=True)
+        """One event line on the pool's stderr (see eventlog: it never holds up a job)."""
+        self.events.say(message)
 
 
 def _one_line(text: str, limit: int = 80) -> str:
@@ -383,9 +415,30 @@ def _die_with_parent() -> None:
         pass
 
 
+def read_target(argument: str | None) -> str:
+    """The store target: `--db TARGET`, or with `--db -` the first line of standard input.
+
+    `worker start` hands the target over on a pipe: neither argv (`ps` shows it to every user)
+    nor the environment (a job could read it in /proc/<worker pid>/environ, which keeps the
+    environment a process started with) may carry a PostgreSQL password. Standard input is
+    /dev/null afterwards; jobs get /dev/null as theirs in any case."""
+    if argument != "-":
+        if not argument:
+            raise StoreError("no store: pass --db TARGET, or --db - and the target on stdin")
+        return argument
+    line = sys.stdin.buffer.readline()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    target = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+    if not target:
+        raise StoreError("no store target on standard input")
+    return target
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m queuectl.worker")
-    parser.add_argument("--db", help=f"store target (default: ${WORKER_TARGET_VARIABLE})")
+    parser.add_argument("--db", help="store target, or - to read it from standard input")
     parser.add_argument("--queue", action="append", dest="queues")
     parser.add_argument("--burst", action="store_true")
     parser.add_argument("--quiet", action="store_true")
@@ -396,24 +449,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.parent is not None and os.getppid() != args.parent:
         return 1  # the supervisor is already gone
     try:
-        target = os.environ.pop(WORKER_TARGET_VARIABLE, None) or args.db
-        if not target:
-            raise StoreError(f"no store: pass --db or set {WORKER_TARGET_VARIABLE}")
-        store = open_store(target, synchronous="NORMAL")
+        store = open_store(read_target(args.db), synchronous="NORMAL")
     except StoreError as exc:
-        print(f"queuectl worker: {exc}", file=sys.stderr)
+        write_line(f"queuectl worker: {exc}")
         return 1
     worker = Worker(
         store, queues=args.queues, burst=args.burst, quiet=args.quiet, supervisor=args.parent
     )
-    signal.signal(signal.SIGTERM, worker.handle_signal)
-    signal.signal(signal.SIGINT, worker.handle_signal)
-    if hasattr(signal, "SIGBREAK"):  # Windows: the supervisor relays stops as CTRL_BREAK_EVENT
-        signal.signal(signal.SIGBREAK, worker.handle_signal)
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), worker.handle_signal)
     try:
         return worker.run()
     except config.ConfigError as exc:
-        print(f"queuectl worker: {exc}", file=sys.stderr)
+        write_line(f"queuectl worker: {exc}")
         return 1
     finally:
         store.close()
