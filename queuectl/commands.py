@@ -73,7 +73,7 @@ def worker() -> None:
     help="Serve only these queues (repeat).",
 )
 @click.option("--burst", is_flag=True, help="Exit once no job is ready to run now.")
-@click.option("--quiet", is_flag=True, help="Do not print a line per job.")
+@click.option("--quiet", is_flag=True, help="Print no event lines.")
 @pass_ctx
 def worker_start(
     ctx: Context, count: int, queues: tuple[str, ...], burst: bool, quiet: bool
@@ -87,13 +87,18 @@ def worker_start(
       queuectl worker start --count 3
       queuectl worker start --queue emails --queue reports --burst
     """
+    from .eventlog import write_line
     from .supervisor import Supervisor
 
+    if "" in queues:
+        raise click.BadParameter("a queue name cannot be empty", param_hint="'--queue'")
     store = ctx.queue.store
     ctx.queue.settings()  # a bad setting fails here, once, not in every worker
     target, description = store.target, store.description
     ctx.close()  # each worker opens its own connection
-    click.echo(f"queuectl: {count} worker(s) on {clean(description)}; Ctrl-C to stop", err=True)
+    if not quiet:
+        # Through write_line, as every line of the pool: a stderr that is gone is no error.
+        write_line(f"queuectl: {count} worker(s) on {description}; Ctrl-C to stop")
     sys.exit(Supervisor(target, count, queues, burst, quiet).run())
 
 
