@@ -135,7 +135,7 @@ class Queue:
 
     def status(self) -> Status:
         lease = self.settings()["lease-seconds"]
-        return Status(self.store.description, self.store.counts(), self.store.live_workers(lease))
+        return Status(self.store.description, self.store.counts(), self.live_workers(lease))
 
     def runs(self, job_id: str) -> list[Run]:
         return self.store.runs(job_id)
@@ -177,8 +177,19 @@ class Queue:
 
     # -- workers ---------------------------------------------------------------------------
 
+    def live_workers(self, lease_seconds: float) -> list[WorkerInfo]:
+        """Workers whose lease is current, less those on this host whose process is gone (a
+        pool killed with kill -9 leaves its rows behind until the lease runs out)."""
+        workers = self.store.live_workers(lease_seconds)
+        dead = _dead_here(workers)
+        return [worker for worker in workers if worker.id not in dead]
+
     def request_stop(self) -> list[str]:
-        return self.store.request_stop(self.settings()["lease-seconds"])
+        """Ask every live worker to stop; returns the ids asked. The row of a worker whose
+        process is gone is flagged too (harmless) but not returned: nobody is to wait for it."""
+        lease = self.settings()["lease-seconds"]
+        dead = _dead_here(self.store.live_workers(lease))
+        return [worker_id for worker_id in self.store.request_stop(lease) if worker_id not in dead]
 
     def wait_for_workers_exit(self, worker_ids: Sequence[str], timeout: float) -> list[str]:
         """Wait until the given workers are gone; returns those still running at the timeout."""
@@ -186,11 +197,20 @@ class Queue:
         deadline = time.monotonic() + timeout
         waiting = set(worker_ids)
         while True:
-            live = {worker.id for worker in self.store.live_workers(lease)}
+            live = {worker.id for worker in self.live_workers(lease)}
             waiting &= live
             if not waiting or time.monotonic() >= deadline:
                 return sorted(waiting)
             time.sleep(0.1)
+
+
+def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
+    """The ids of the workers on this host whose process has gone."""
+    from .liveness import process_alive
+    from .runner import host_name
+
+    here = host_name()
+    return {w.id for w in workers if w.host == here and process_alive(w.pid) is False}
 
 
 def _wait_gone(pgid: int, timeout: float) -> bool:
