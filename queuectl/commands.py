@@ -87,7 +87,6 @@ def worker_start(
       queuectl worker start --count 3
       queuectl worker start --queue emails --queue reports --burst
     """
-    from .eventlog import write_line
     from .supervisor import Supervisor
 
     if "" in queues:
@@ -96,10 +95,8 @@ def worker_start(
     ctx.queue.settings()  # a bad setting fails here, once, not in every worker
     target, description = store.target, store.description
     ctx.close()  # each worker opens its own connection
-    if not quiet:
-        # Through write_line, as every line of the pool: a stderr that is gone is no error.
-        write_line(f"queuectl: {count} worker(s) on {description}; Ctrl-C to stop")
-    sys.exit(Supervisor(target, count, queues, burst, quiet).run())
+    banner = f"queuectl: {count} worker(s) on {description}; Ctrl-C to stop"
+    sys.exit(Supervisor(target, count, queues, burst, quiet, banner).run())
 
 
 @worker.command("stop")

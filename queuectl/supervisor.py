@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .eventlog import EventLog
+from .eventlog import EventLog, write_line
 from .worker import STOP_COPY_SECONDS, STOP_SIGNALS, StopSignals, signal_name
 
 IS_LINUX = sys.platform.startswith("linux")
@@ -40,13 +40,20 @@ class _Child:
 
 class Supervisor:
     def __init__(
-        self, target: str, count: int, queues: Sequence[str], burst: bool, quiet: bool = False
+        self,
+        target: str,
+        count: int,
+        queues: Sequence[str],
+        burst: bool,
+        quiet: bool = False,
+        banner: str | None = None,
     ) -> None:
         self.target = target
         self.count = count
         self.queues = list(queues)
         self.burst = burst
         self.quiet = quiet
+        self.banner = banner  # printed once stop signals are handled, before any worker starts
         self.events = EventLog("supervisor", enabled=not quiet)
         self.workers: dict[int, _Child] = {}
         self._exits = _ExitWatch()
@@ -63,6 +70,8 @@ class Supervisor:
         self._exits.wake_on_signals()
         for name in STOP_SIGNALS:
             signal.signal(getattr(signal, name), self._on_signal)
+        if self.banner and not self.quiet:
+            write_line(self.banner)
         for _ in range(self.count):
             if self.signals_seen:
                 break  # stopped while starting: no more workers

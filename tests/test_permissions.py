@@ -91,10 +91,15 @@ def test_a_job_sees_its_id_and_attempt_but_no_queuectl_internals(sqlite_cli, tmp
     )
     try:
         wait_for(lambda: Path(f"{dump}.2").exists(), timeout=DEADLINE)
-        # Nor does the store target show in any worker's argv (`ps` shows argv to every user).
-        for pid in worker_pids(pool.pid):
+        # Nor does the store target show in any worker's argv (`ps` shows argv to every user)
+        # or environment (a job reads its worker's as /proc/$PPID/environ).
+        pids = worker_pids(pool.pid)
+        assert pids
+        for pid in pids:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
             assert target not in argv, argv
+            environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+            assert target not in environ, f"the target is in worker {pid}'s environment"
     finally:
         pool.terminate()
         pool.wait(timeout=DEADLINE)
@@ -103,7 +108,6 @@ def test_a_job_sees_its_id_and_attempt_but_no_queuectl_internals(sqlite_cli, tmp
         variables = dict(item.split("=", 1) for item in text.split("\0") if "=" in item)
         assert variables["QUEUECTL_JOB_ID"] == "nosy"
         assert variables["QUEUECTL_ATTEMPT"] == str(attempt)
-        assert "QUEUECTL_WORKER_TARGET" not in variables
         # The job's only QUEUECTL_ variables are its own, plus the settings the user exported.
         ours = {name for name in variables if name.startswith("QUEUECTL_")}
         assert ours == {"QUEUECTL_JOB_ID", "QUEUECTL_ATTEMPT", *FAST}, ours
