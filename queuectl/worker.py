@@ -17,6 +17,7 @@ from . import config
 from .errors import StoreError
 from .eventlog import EventLog, write_line
 from .faults import crash_point
+from .lease import CHECK_SECONDS, LeaseKeeper, fencing
 from .models import Claim, Outcome, RunResult, log_file_name, retry_delay
 from .runner import (
     RunningCommand,
@@ -115,6 +116,7 @@ class Worker:
         self._orphaned = False  # its supervisor died (see handle_signal)
         self._running: RunningCommand | None = None
         self._settings: dict = {}
+        self._claim_sent = 0.0  # monotonic time the call that made the current claim was sent
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
         self._log_dir = os.fspath(store.log_dir)  # a string: joined once per job
 
@@ -167,6 +169,7 @@ class Worker:
         return heartbeat_interval(self._settings["lease-seconds"])
 
     def _claim(self) -> Claim | None:
+        self._claim_sent = time.monotonic()  # the lease of what it claims counts from here
         return self.store.claim(*self._claim_request())
 
     def _claim_request(self) -> ClaimRequest:
@@ -289,49 +292,90 @@ class Worker:
         return next_claim
 
     def _watch(self, claim: Claim, running: RunningCommand) -> None:
-        """Until the command exits: record its pid, heartbeat, and kill it on timeout, cancel
-        or a lost lease. Jobs shorter than FIRST_BEAT_SECONDS cost no store write here."""
+        """Until the command exits: kill it on timeout, on cancel or a lost lease, and before
+        its lease can run out while renewals fail (fencing: see lease.py). Renewals run on a
+        LeaseKeeper thread, started FIRST_BEAT_SECONDS in: shorter jobs cost no store write
+        here, and nothing the store does can hold up a kill."""
         lease = self._settings["lease-seconds"]
         interval = heartbeat_interval(lease)
         timeout = claim.job.timeout
         deadline = running.started + timeout if timeout > 0 else None
-        next_beat = running.started + min(FIRST_BEAT_SECONDS, interval)
-        pid_recorded = running.pid is None
-        while True:
-            wake = next_beat if deadline is None else min(next_beat, deadline)
-            if running.wait_for_exit(max(0.0, wake - time.monotonic())):
-                return
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                deadline = None
-                running.kill(Outcome.TIMED_OUT, f"timed out after {timeout:g}s")
-                continue
-            if now < next_beat:
-                continue
-            next_beat = now + interval
-            try:
-                if not pid_recorded:
-                    # Lets a rescuer on this host kill what a crashed pool left running.
-                    self.store.set_run_pid(claim, running.pid)
-                    pid_recorded = True
-                    running.publish_log()  # a run this long may be followed with `logs`
-                beat = self.store.heartbeat(self.id, lease, claim)
-            except StoreError as exc:
-                self.say(f"{claim.job.id}: heartbeat failed, will retry: {exc}")
-                continue
-            if beat.stop_requested:
-                self.request_stop("asked to stop through the store")
-            if not beat.held:
-                running.kill(Outcome.KILLED, "stopped: the job was canceled or its lease was lost")
+        # The lease counts from when the call that claimed the job was sent (a claim handed in
+        # by a caller of run_claim: from the command's start, the best known).
+        claimed_at, self._claim_sent = self._claim_sent or running.started, 0.0
+        keeper: LeaseKeeper | None = None
+        keeper_due = running.started + min(FIRST_BEAT_SECONDS, interval)
+        fenced = False
+        try:
+            while True:
+                fence_at = keeper.fence_at() if keeper else claimed_at + fencing(lease).fence_after
+                wake = [fence_at] if not fenced else []
+                wake.append(keeper_due if keeper is None else time.monotonic() + CHECK_SECONDS)
+                if deadline is not None:
+                    wake.append(deadline)
+                if running.wait_for_exit(max(0.0, min(wake) - time.monotonic())):
+                    return
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    deadline = None
+                    running.kill(Outcome.TIMED_OUT, f"timed out after {timeout:g}s")
+                    continue
+                if keeper is None and now >= keeper_due:
+                    keeper = self._keep_lease(claim, running, lease, interval, claimed_at)
+                if keeper is not None and keeper.lost:
+                    running.kill(
+                        Outcome.KILLED, "stopped: the job was canceled or its lease was lost"
+                    )
+                    continue
+                if not fenced and now >= fence_at:
+                    fenced = True
+                    silent = now - (keeper.renewed_at if keeper else claimed_at)
+                    self.say(
+                        f"{claim.job.id}: lease not renewed for {silent:.1f}s: killing the"
+                        " command before the lease runs out"
+                    )
+                    running.kill(
+                        Outcome.KILLED,
+                        f"killed: its lease could not be renewed for {silent:.1f}s",
+                        grace=fencing(lease).grace,
+                    )
+        finally:
+            if keeper is not None:
+                keeper.stop()
+
+    def _keep_lease(
+        self,
+        claim: Claim,
+        running: RunningCommand,
+        lease: float,
+        interval: float,
+        claimed_at: float,
+    ) -> LeaseKeeper:
+        def first() -> None:
+            # Lets a rescuer on this host kill what a crashed pool left running.
+            if running.pid is not None:
+                self.store.set_run_pid(claim, running.pid)
+                running.publish_log()  # a run this long may be followed with `logs`
+
+        keeper = LeaseKeeper(
+            self.store,
+            claim,
+            self.id,
+            lease,
+            interval,
+            renewed_at=claimed_at,
+            first=first,
+            on_stop_request=lambda: self.request_stop("asked to stop through the store"),
+            say=self.say,
+        )
+        keeper.start()
+        return keeper
 
     def _record(self, claim: Claim, result: RunResult, seconds: float) -> tuple[Claim | None, bool]:
         """Record the outcome; returns the next claim and whether this claim was still held."""
         job = claim.job
         delay = None if result.succeeded else self.retry_policy(claim.attempt, job.max_retries)
-        finished = self._retrying(
-            lambda: self.store.finish(claim, result, delay, self._next_claim_request()),
-            while_stopping=True,
-        )
+        finished = self._retrying(lambda: self._finish(claim, result, delay), while_stopping=True)
         if result.succeeded:
             verdict = f"completed in {seconds:.2f}s"
         else:
@@ -343,6 +387,10 @@ class Worker:
         if finished is None:
             return None, True  # a forced stop abandoned it: not known to be lost
         return finished.next_claim, finished.held
+
+    def _finish(self, claim: Claim, result: RunResult, delay: float | None):
+        self._claim_sent = time.monotonic()  # for the next claim, if this call makes one
+        return self.store.finish(claim, result, delay, self._next_claim_request())
 
     # -- stopping --------------------------------------------------------------------------
 
