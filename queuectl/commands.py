@@ -374,12 +374,14 @@ def config_get(ctx: Context, key: str) -> None:
 def config_set(ctx: Context, key: str, value: str) -> None:
     """Store a value for KEY.
 
+    VALUE is a plain decimal number such as 5 or 2.5 (a whole number for max-retries),
+    stored and shown in canonical form: 007 becomes 7, 2.50 becomes 2.5.
+
     \b
     Example:
       queuectl config set job-timeout 600
     """
-    ctx.queue.config_set(key, value)
-    click.echo(f"{key} = {value.strip()}")
+    click.echo(f"{key} = {ctx.queue.config_set(key, value)}")
 
 
 @config_group.command("unset")

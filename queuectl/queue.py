@@ -74,9 +74,11 @@ class Queue:
                 return entry.value
         raise AssertionError(key)  # every known key has an entry
 
-    def config_set(self, key: str, value: str) -> None:
-        config.parse_value(key, value)
-        self.store.config_set(key, value.strip())
+    def config_set(self, key: str, value: str) -> str:
+        """Check and store a value for `key`; returns it as stored (in canonical form)."""
+        text = config.canonical_value(key, value)
+        self.store.config_set(key, text)
+        return text
 
     def config_unset(self, key: str) -> bool:
         config.check_key(key)

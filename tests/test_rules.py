@@ -8,6 +8,7 @@ import re
 import time
 import zlib
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import PurePosixPath, PureWindowsPath
 
 import pytest
@@ -548,8 +549,12 @@ def test_env_names():
         ("backoff-max", "0", 0.0),
         ("job-timeout", "0", 0.0),
         ("job-timeout", "2.5", 2.5),
-        ("lease-seconds", "0.001", 0.001),
+        ("lease-seconds", "1", 1.0),
+        ("lease-seconds", "1.5", 1.5),
+        ("poll-interval", "0.01", 0.01),
         ("poll-interval", "0.05", 0.05),
+        ("max-retries", "007", 7),
+        ("backoff-base", "2.50", 2.5),
     ],
 )
 def test_parse_value_accepts_good_values(key, text, expected):
@@ -575,8 +580,25 @@ def test_parse_value_accepts_good_values(key, text, expected):
         ("job-timeout", "soon"),
         ("lease-seconds", "0"),
         ("lease-seconds", "-5"),
+        ("lease-seconds", "0.5"),
+        ("lease-seconds", "0.0001"),
         ("poll-interval", "0"),
+        ("poll-interval", "0.009"),
         ("poll-interval", "NaN"),
+        # Python's int() and float() take all of these; SPEC §6 wants plain ASCII decimals.
+        ("max-retries", "٣"),
+        ("max-retries", "３"),
+        ("max-retries", "1_000"),
+        ("max-retries", "+5"),
+        ("max-retries", "5\u3000"),
+        ("backoff-base", "1_000"),
+        ("backoff-base", "٣"),
+        ("backoff-base", "1e3"),
+        ("backoff-base", ".5"),
+        ("backoff-base", "5."),
+        ("backoff-base", "1.2.3"),
+        ("poll-interval", "1e-9"),
+        ("job-timeout", "0x10"),
     ],
 )
 def test_parse_value_rejects_bad_values_naming_the_key(key, text):
@@ -600,7 +622,47 @@ def test_any_count_round_trips(number):
 
 @given(st.floats(min_value=0, max_value=MAX_SECONDS, allow_infinity=False, allow_nan=False))
 def test_any_non_negative_number_round_trips(number):
-    assert config.parse_value("backoff-max", repr(number)) == number
+    plain = format(Decimal(repr(number)), "f")  # 1e-05 -> 0.00001: no exponents in config
+    assert config.parse_value("backoff-max", plain) == number
+    assert config.parse_value("backoff-max", config.canonical(plain)) == number
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("7", "7"),
+        ("007", "7"),
+        ("0", "0"),
+        ("000", "0"),
+        (" 12 ", "12"),
+        ("2.50", "2.5"),
+        ("1.000", "1.0"),
+        ("00.000", "0.0"),
+        ("0.010", "0.01"),
+        ("3600", "3600"),
+        ("1.0", "1.0"),
+    ],
+)
+def test_values_have_one_canonical_form(text, shown):
+    assert config.canonical(text) == shown
+    assert config.canonical(shown) == shown
+
+
+@given(st.from_regex(r"[0-9]{1,12}(\.[0-9]{1,12})?", fullmatch=True))
+def test_canonical_form_keeps_the_value(text):
+    shown = config.canonical(text)
+    assert Decimal(shown) == Decimal(text)
+    assert ("." in shown) == ("." in text)
+    assert re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[0-9]*[1-9]))?", shown), shown
+
+
+def test_settings_of_a_value_stored_as_typed_by_an_older_version():
+    # Older versions stored `007` as typed: it is shown canonically. `1e3` is refused, with a
+    # hint that names the command that mends it.
+    entries = {entry.key: entry.value for entry in config.resolve({"max-retries": "007"}, {})}
+    assert entries["max-retries"] == "7"
+    with pytest.raises(ConfigError, match="config set backoff-base"):
+        config.settings({"backoff-base": "1e3"}, {})
 
 
 @pytest.mark.parametrize("key", ["job-timeout", "backoff-max", "lease-seconds", "poll-interval"])
@@ -608,7 +670,7 @@ def test_seconds_settings_stop_where_job_specs_stop(key):
     # A default a job spec would refuse (timeout > MAX_SECONDS) would break every enqueue.
     assert config.parse_value(key, str(MAX_SECONDS)) == MAX_SECONDS
     with pytest.raises(config.ConfigError, match="at most"):
-        config.parse_value(key, "1e11")
+        config.parse_value(key, "10000000000.5")
 
 
 def test_resolve_prefers_env_then_store_then_default():
