@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from . import config
 from .errors import DuplicateJob, QueueError
@@ -29,6 +29,17 @@ class Canceled(NamedTuple):
     # its worker, or finished on its own first), "killed" (by this call: its worker was gone),
     # "left to its worker" (on another host, or its pid not yet recorded). None otherwise.
     command: str | None
+
+
+class RunLog(NamedTuple):
+    """A run's output as `logs` prints it, and where it comes from."""
+
+    chunks: Iterator[bytes]
+    # The run's log file is not on this host (deleted, or the run was on another host): the
+    # output is the tail the store keeps, empty if the run printed nothing or is still running.
+    from_store: bool
+    partial: bool  # from the store, and only the end of the output
+    other_host: str | None  # the host that ran it, if not this one: its log file is there
 
 
 class BulkSpecError(QueueError):
@@ -142,15 +153,24 @@ class Queue:
     def runs(self, job_id: str) -> list[Run]:
         return self.store.runs(job_id)
 
-    def read_log(self, run: Run, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    def open_log(self, run: Run, chunk_size: int = 1 << 16) -> RunLog:
         """A run's full output from its log file, or the tail kept in the store when the file
-        is gone or lives on another host."""
+        is gone or lives on another host (RunLog says which)."""
         try:
-            with open(run.log_path or "", "rb") as handle:
-                while chunk := handle.read(chunk_size):
-                    yield chunk
+            handle = open(run.log_path or "", "rb")  # noqa: SIM115 (closed by _read_chunks)
         except OSError:
-            yield run.output_tail.encode()
+            from .runner import TAIL_BYTES, host_name
+
+            tail = run.output_tail.encode()
+            other_host = run.host if run.host != host_name() else None
+            # The tail holds the last TAIL_BYTES of the output, decoded with replacement
+            # characters, which never make it shorter: under that, it is the whole output.
+            return RunLog(iter((tail,)), True, len(tail) >= TAIL_BYTES, other_host)
+        return RunLog(_read_chunks(handle, chunk_size), False, False, None)
+
+    def read_log(self, run: Run, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        """A run's output as open_log() finds it, without saying where it came from."""
+        yield from self.open_log(run, chunk_size).chunks
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -193,6 +213,15 @@ class Queue:
             if not waiting or time.monotonic() >= deadline:
                 return sorted(waiting)
             time.sleep(0.1)
+
+
+def _read_chunks(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+    with handle:
+        try:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+        except OSError as exc:  # e.g. EIO: part of the output has been printed already
+            raise QueueError(f"cannot read the log file {handle.name}: {exc.strerror}") from None
 
 
 def _wait_gone(pgid: int, timeout: float) -> bool:
