@@ -349,23 +349,39 @@ def iso(epoch: float | None) -> str | None:
 
 
 def reject_constant(name: str) -> Any:
-    raise SpecError(f"{name} is not a valid JSON number")
+    raise SpecError(f"invalid JSON: {name} is not a valid JSON number")
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: json keeps the last of a repeated key
+    silently, so `{"id": "a", "id": "b"}` would enqueue job b. Nested objects too."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise SpecError(f"key {key!r} is given twice in a JSON object")
+            seen.add(key)
+    return data
 
 
 _decoder = None  # one JSON decoder for every line of a bulk enqueue
 
 
 def parse_spec_json(text: str) -> dict[str, Any]:
-    """Decode one JSON job spec; NaN and Infinity are refused (they are not JSON)."""
+    """Decode one JSON job spec; NaN and Infinity are refused (they are not JSON), and so is a
+    key given twice in an object."""
     import json  # only this path needs it: enqueue --command does not
 
     global _decoder
     if _decoder is None:
         # json.loads(text, parse_constant=…) would build a new decoder for every line: a
         # quarter of the parsing time of `enqueue -`.
-        _decoder = json.JSONDecoder(parse_constant=reject_constant)
+        _decoder = json.JSONDecoder(parse_constant=reject_constant, object_pairs_hook=unique_keys)
     try:
         data = _decoder.decode(text)
+    except SpecError:  # from the hooks: a ValueError, with its message made already
+        raise
     except json.JSONDecodeError as exc:
         raise SpecError(f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
     except RecursionError:

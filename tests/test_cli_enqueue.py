@@ -143,6 +143,23 @@ def test_bulk_enqueue_duplicate_ids_enqueue_nothing(cli):
     assert cli.json("show", "existing")["command"] == "echo original"
 
 
+def test_a_repeated_key_is_refused_not_last_wins(cli):
+    # SPEC §2: repeated fields are an error. json alone keeps the last one silently.
+    cases = {
+        "id": ('{"id": "a", "id": "b", "command": "true"}', "'id'"),
+        "command": ('{"id": "c", "command": "true", "command": "rm -rf x"}', "'command'"),
+        "escaped": ('{"id": "d", "\\u0069d": "e", "command": "true"}', "'id'"),
+    }
+
+    def check(spec: str, named: str) -> None:
+        assert_error(cli("enqueue", spec), 1, mentions=[named, "twice"])
+        lines = '{"id": "first", "command": "true"}\n' + spec + "\n"
+        assert_error(cli("enqueue", "-", input=lines), 1, mentions=[named, "twice", "line 2"])
+
+    each_case(cases, check)
+    assert all_jobs(cli) == []
+
+
 def test_bulk_enqueue_empty_input_is_not_an_error(cli):
     assert assert_ok(cli("enqueue", "-", input="\n\n")) == ""
     assert all_jobs(cli) == []

@@ -87,6 +87,21 @@ def test_parse_spec_json_refuses_nan_and_infinity(constant):
         parse_spec_json(f'{{"command": "ls", "delay": {constant}}}')
 
 
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ('{"id": "a", "id": "b", "command": "x"}', "id"),
+        ('{"command": "x", "command": "x"}', "command"),
+        ('{"id": "a", "\\u0069d": "b", "command": "x"}', "id"),  # one key, spelt twice
+        ('{"command": "x", "env": {"A": "1", "A": "2"}}', "A"),  # nested objects too
+    ],
+)
+def test_parse_spec_json_refuses_a_repeated_key(text, key):
+    # json keeps the last value of a repeated key, silently: {"id":"a","id":"b"} was job b.
+    with pytest.raises(SpecError, match=f"key '{key}' is given twice"):
+        parse_spec_json(text)
+
+
 def test_parse_spec_json_refuses_deep_nesting_without_recursion_error():
     with pytest.raises(SpecError, match="nested too deeply"):
         parse_spec_json('{"command": ' + "[" * 100_000 + "]" * 100_000 + "}")
