@@ -160,6 +160,17 @@ def test_a_repeated_key_is_refused_not_last_wins(cli):
     assert all_jobs(cli) == []
 
 
+def test_bulk_enqueue_accepts_a_byte_order_mark_at_the_start(cli):
+    # What Windows PowerShell pipes into a program: UTF-8 with a BOM, and CRLF line ends.
+    lines = '\ufeff{"id": "ps1", "command": "true"}\r\n{"id": "ps2", "command": "true"}\r\n'
+    assert assert_ok(cli("enqueue", "-", input=lines)) == "ps1\nps2\n"
+    assert job_ids(cli) == ["ps1", "ps2"]
+    # Only there: further down, U+FEFF is a character JSON does not allow between values.
+    later = '{"id": "ok", "command": "true"}\n\ufeff{"id": "bom", "command": "true"}\n'
+    assert_error(cli("enqueue", "-", input=later), 1, mentions=["line 2"])
+    assert job_ids(cli) == ["ps1", "ps2"]
+
+
 def test_bulk_enqueue_empty_input_is_not_an_error(cli):
     assert assert_ok(cli("enqueue", "-", input="\n\n")) == ""
     assert all_jobs(cli) == []
