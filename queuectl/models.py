@@ -221,7 +221,11 @@ def log_file_name(job_id: str, run_id: int, worker_id: str) -> str:
     Run ids restart at 1 in every store, and stores share a logs folder (SQLite stores side by
     side, or one deleted and made again), so the name also carries a checksum of the worker
     that ran it: `<id>.<run id>.<crc32 of worker id, 8 hex>.log`. Worker ids end in random
-    hex, so two stores' runs never share a name."""
+    hex, so two stores' runs never share a name.
+
+    The id part never starts with `-` (a job `-rf` would give `rm *` in the logs folder an
+    option) nor is empty (a hidden `.5.….log`), nor is a Windows device name: `_` goes in
+    front."""
     plain = job_id.isascii() and job_id.replace("_", "").replace("-", "").isalnum()
     if plain:  # the usual case, checked in C: a worker names a log file for every run
         safe = job_id[:64]
@@ -230,7 +234,7 @@ def log_file_name(job_id: str, run_id: int, worker_id: str) -> str:
             ch if ch.isascii() and (ch.isalnum() or ch in "_-") else "_" for ch in job_id
         )
         safe = safe[:64]
-    if safe.upper() in WINDOWS_DEVICES:
+    if not safe or safe[0] == "-" or safe.upper() in WINDOWS_DEVICES:
         safe = "_" + safe[:63]
     import zlib  # here, not at the top: `enqueue` never names a log file (start-up time)
 

@@ -7,6 +7,7 @@ with Queue.open("jobs.db") as queue:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO, NamedTuple
@@ -157,7 +158,7 @@ class Queue:
         """A run's full output from its log file, or the tail kept in the store when the file
         is gone or lives on another host (RunLog says which)."""
         try:
-            handle = open(run.log_path or "", "rb")  # noqa: SIM115 (closed by _read_chunks)
+            handle = _open_log_file(run.log_path or "")
         except OSError:
             from .runner import TAIL_BYTES, host_name
 
@@ -213,6 +214,19 @@ class Queue:
             if not waiting or time.monotonic() >= deadline:
                 return sorted(waiting)
             time.sleep(0.1)
+
+
+def _open_log_file(path: str) -> BinaryIO:
+    """Open a run's log file (closed by _read_chunks). Its name was once the same without the
+    `_` that now goes before a leading `-` (models.log_file_name): older runs of such jobs are
+    found under that name. Both names are in the folder the store named."""
+    try:
+        return open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        folder, name = os.path.split(path)
+        if not name.startswith("_-"):
+            raise
+        return open(os.path.join(folder, name[1:]), "rb")  # noqa: SIM115
 
 
 def _read_chunks(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:

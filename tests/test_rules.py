@@ -511,6 +511,19 @@ def test_log_file_name_is_unique_per_run_id(job_id, run_a, run_b, worker_id):
     assert log_file_name(job_id, run_a, worker_id) != log_file_name(job_id, run_b, worker_id)
 
 
+@given(st.text(), st.integers(min_value=1, max_value=2**63 - 1), worker_ids)
+def test_log_file_name_never_starts_with_a_dash_or_a_dot(job_id, run_id, worker_id):
+    # `rm *` in the logs folder would take `-rf.3.….log` for options; `.3.….log` is hidden.
+    assert log_file_name(job_id, run_id, worker_id)[0] not in "-."
+
+
+@pytest.mark.parametrize(
+    "job_id, part", [("-rf", "_-rf"), ("--", "_--"), ("-" * 80, "_" + "-" * 63)]
+)
+def test_log_file_name_puts_an_underscore_before_a_leading_dash(job_id, part):
+    assert log_file_name(job_id, 4, WORKER) == f"{part}.4.{zlib.crc32(WORKER.encode()):08x}.log"
+
+
 def test_log_file_name_keeps_readable_ids_readable():
     assert log_file_name("nightly-backup_2", 3, WORKER) == "nightly-backup_2.3.2c4168ad.log"
 
