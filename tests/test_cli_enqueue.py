@@ -109,6 +109,7 @@ BAD_BULK_LINES = {
     "invalid JSON": '{"command": "echo broken"',
     "unknown field": '{"command": "echo x", "colour": "red"}',
     "empty command": '{"command": ""}',
+    "empty queue": '{"command": "echo x", "queue": ""}',
     "wrong type": '{"command": "echo x", "max_retries": "3"}',
     "not an object": '["echo x"]',
 }
