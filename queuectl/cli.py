@@ -125,9 +125,15 @@ pass_ctx = click.make_pass_decorator(Context)
 def stdin_lines() -> Iterator[str]:
     """Lines of standard input; input that does not decode is a bad spec (exit 1), not a
     traceback. Decoding happens before any job is added, so nothing is written."""
-    stream = sys.stdin
+    lines = iter(sys.stdin)
     try:
-        yield from stream
+        first = next(lines, None)
+        if first is None:
+            return
+        # PowerShell (and Notepad) start UTF-8 text with a byte order mark, which JSON does
+        # not allow: only there, at the very start of the input, is it no character.
+        yield first.removeprefix("\ufeff")
+        yield from lines
     except UnicodeDecodeError as exc:
         raise SpecError(
             f"standard input is not valid {exc.encoding} text ({exc.reason}); nothing was enqueued"

@@ -14,7 +14,8 @@ import click
 
 from .cli import Context, cli, pass_ctx
 from .formatting import JOB_HEADERS, clean, job_details, job_rows, table
-from .models import INT64_MAX, STATES, check_encodable, iso
+from .models import INT64_MAX, STATES, Run, check_encodable, iso
+from .queue import RunLog
 
 DEFAULT_LIST_LIMIT = 100
 
@@ -239,9 +240,28 @@ def logs(ctx: Context, job_id: str) -> None:
         outcome = run.outcome or "running"
         exit_text = "" if run.exit_code is None else f", exit {run.exit_code}"
         click.echo(f"=== attempt {run.attempt} ({outcome}{exit_text}) ===", err=True)
-        for chunk in ctx.queue.read_log(run):
+        log = ctx.queue.open_log(run)
+        if log.from_store and run.output_tail:
+            # On stderr, as the header: stdout stays the output alone, for scripts.
+            click.echo(f"queuectl: {kept_note(run, log)}", err=True)
+        for chunk in log.chunks:
             out.write(chunk)
         out.flush()
+
+
+def kept_note(run: Run, log: RunLog) -> str:
+    """Why `logs` shows the tail kept in the store, and whether it is all of the output
+    (otherwise it starts mid-line, and a reader must know it is only the end)."""
+    from .runner import TAIL_BYTES  # imported by open_log() already
+
+    kept = f"{TAIL_BYTES // 1024} KiB"
+    if log.other_host is not None:
+        where = f"attempt {run.attempt} ran on {clean(log.other_host)}, which has its log file"
+    else:
+        where = f"the log file of attempt {run.attempt} is gone"
+    if log.partial:
+        return f"{where}; showing only the last {kept} of its output, kept in the store"
+    return f"{where}; showing its output as kept in the store (all of it: under {kept})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,12 +391,14 @@ def config_get(ctx: Context, key: str) -> None:
 def config_set(ctx: Context, key: str, value: str) -> None:
     """Store a value for KEY.
 
+    VALUE is a plain decimal number such as 5 or 2.5 (a whole number for max-retries),
+    stored and shown in canonical form: 007 becomes 7, 2.50 becomes 2.5.
+
     \b
     Example:
       queuectl config set job-timeout 600
     """
-    ctx.queue.config_set(key, value)
-    click.echo(f"{key} = {value.strip()}")
+    click.echo(f"{key} = {ctx.queue.config_set(key, value)}")
 
 
 @config_group.command("unset")

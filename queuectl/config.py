@@ -5,7 +5,6 @@ Values live in the store so every worker on every host sees the same settings;
 """
 
 # No `from __future__ import annotations`, for the NamedTuples below: see models.py.
-import math
 import os
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
@@ -17,34 +16,70 @@ class ConfigError(ValueError):
     """An unknown key or a value that key does not accept."""
 
 
-def _number(minimum: float, strict: bool = False) -> Callable[[str], float]:
+# Only ASCII whitespace around a value is forgiven: str.strip() would also drop characters
+# such as U+3000 or U+001C that no one types on purpose.
+_SPACE = " \t\n\r\f\v"
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # [0-9]+; int() and float() also take ٣, ３, 1_0
+
+
+def _split(text: str) -> tuple[str, str | None] | None:
+    """The whole and fraction digits of `text` if it is a plain ASCII decimal,
+    `^[0-9]+(\\.[0-9]+)?$` once ASCII whitespace around it is dropped; None otherwise."""
+    whole, dot, fraction = text.strip(_SPACE).partition(".")
+    if not _digits(whole) or (dot and not _digits(fraction)):
+        return None
+    return whole, fraction if dot else None
+
+
+def canonical(text: str) -> str:
+    """A value in the form it is stored and shown in: no leading zeros, and no trailing zeros
+    after the point but one (`007` → `7`, `2.50` → `2.5`, `1.000` → `1.0`, like the default
+    `1.0`). Text that is no plain decimal is returned as it is, for parsing to refuse."""
+    parts = _split(text)
+    if parts is None:
+        return text
+    whole, fraction = parts
+    whole = whole.lstrip("0") or "0"
+    return whole if fraction is None else f"{whole}.{fraction.rstrip('0') or '0'}"
+
+
+def _plain(text: str, minimum: float, integer: bool) -> tuple[str, str | None]:
+    """`text` split as by _split, or ConfigError. Python's int() and float() accept far more
+    (`+5`, `1e3`, `1_000`, `٣`, `３`, `inf`): values that were stored and echoed back as
+    typed, and that other programs reading the store would not understand."""
+    parts = _split(text)
+    if parts is not None and not (integer and parts[1] is not None):
+        return parts
+    if text.strip(_SPACE).startswith("-") and _split(text.strip(_SPACE)[1:]) is not None:
+        raise ConfigError(f"must be at least {minimum:g}, got {text.strip(_SPACE)}")
+    if integer:
+        raise ConfigError(f"{text!r} is not a whole number (ASCII digits 0-9)")
+    raise ConfigError(f"{text!r} is not a plain decimal number (ASCII digits 0-9, one '.')")
+
+
+def _number(minimum: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(f"{text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ConfigError(f"{text!r} is not a finite number")
-        if value < minimum or (strict and value == minimum):
-            relation = "greater than" if strict else "at least"
-            raise ConfigError(f"must be {relation} {minimum:g}, got {text}")
+        whole, fraction = _plain(text, minimum, integer=False)
+        value = float(whole if fraction is None else f"{whole}.{fraction}")
+        if value < minimum:
+            raise ConfigError(f"must be at least {minimum:g}, got {canonical(text)}")
         if value > MAX_SECONDS:  # the bound a job spec's seconds have (models.check_seconds)
-            raise ConfigError(f"must be at most {MAX_SECONDS:g}, got {text}")
+            raise ConfigError(f"must be at most {MAX_SECONDS:g}, got {canonical(text)}")
         return value
 
     return parse
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ConfigError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise ConfigError(f"must be at least 0, got {text}")
-    if value > 2**63 - 1:
+    whole, _ = _plain(text, 0, integer=True)
+    whole = whole.lstrip("0") or "0"
+    # Compared as digits first: int() refuses strings of more than 4300 digits.
+    if len(whole) > 19 or int(whole) > 2**63 - 1:
         raise ConfigError("is too large")
-    return value
+    return int(whole)
 
 
 class Key(NamedTuple):
@@ -61,10 +96,11 @@ KEYS: dict[str, Key] = {
         Key("backoff-base", "2", _number(0), "retry k waits backoff-base ** k seconds"),
         Key("backoff-max", "3600", _number(0), "cap on one backoff delay, in seconds"),
         Key("job-timeout", "300", _number(0), "default run time limit in seconds; 0 = none"),
-        Key(
-            "lease-seconds", "30", _number(0, strict=True), "silence after which a job is requeued"
-        ),
-        Key("poll-interval", "1.0", _number(0, strict=True), "longest idle wait between looks"),
+        # A lease under a second is within ordinary scheduling and store delays: live
+        # workers would lose their leases and requeue each other's jobs. A poll under 10 ms
+        # keeps a core busy for nothing.
+        Key("lease-seconds", "30", _number(1), "silence after which a job is requeued"),
+        Key("poll-interval", "1.0", _number(0.01), "longest idle wait between looks"),
     )
 }
 
@@ -90,6 +126,13 @@ def parse_value(key: str, text: str) -> float:
         raise ConfigError(f"invalid value for {key}: {exc}") from None
 
 
+def canonical_value(key: str, text: str) -> str:
+    """`text` checked for `key` (ConfigError naming the key) and in canonical form: what
+    `config set` stores and prints."""
+    parse_value(key, text)
+    return canonical(text)
+
+
 class Entry(NamedTuple):
     key: str
     value: str
@@ -97,14 +140,17 @@ class Entry(NamedTuple):
 
 
 def resolve(stored: Mapping[str, str], environ: Mapping[str, str] | None = None) -> list[Entry]:
-    """Every key's value in effect for this process, and where it came from."""
+    """Every key's value in effect for this process, and where it came from. Values are in
+    canonical form, also those of overrides and of stores written by older versions, which
+    kept them as typed; a value that is not a plain number is left as it is, for settings()
+    to refuse."""
     environ = os.environ if environ is None else environ
     entries = []
     for key, spec in KEYS.items():
         if env_name(key) in environ:
-            entries.append(Entry(key, environ[env_name(key)], "env"))
+            entries.append(Entry(key, canonical(environ[env_name(key)]), "env"))
         elif key in stored:
-            entries.append(Entry(key, stored[key], "store"))
+            entries.append(Entry(key, canonical(stored[key]), "store"))
         else:
             entries.append(Entry(key, spec.default, "default"))
     return entries
@@ -119,5 +165,8 @@ def settings(stored: Mapping[str, str], environ: Mapping[str, str] | None = None
         except ConfigError as exc:
             if entry.source == "env":
                 raise ConfigError(f"{env_name(entry.key)}: {exc}") from None
-            raise
+            # Older versions stored values such as `1e3` or `٣` as typed.
+            raise ConfigError(
+                f"{exc} (stored; change it with `queuectl config set {entry.key} VALUE`)"
+            ) from None
     return values

@@ -221,7 +221,11 @@ def log_file_name(job_id: str, run_id: int, worker_id: str) -> str:
     Run ids restart at 1 in every store, and stores share a logs folder (SQLite stores side by
     side, or one deleted and made again), so the name also carries a checksum of the worker
     that ran it: `<id>.<run id>.<crc32 of worker id, 8 hex>.log`. Worker ids end in random
-    hex, so two stores' runs never share a name."""
+    hex, so two stores' runs never share a name.
+
+    The id part never starts with `-` (a job `-rf` would give `rm *` in the logs folder an
+    option) nor is empty (a hidden `.5.….log`), nor is a Windows device name: `_` goes in
+    front."""
     plain = job_id.isascii() and job_id.replace("_", "").replace("-", "").isalnum()
     if plain:  # the usual case, checked in C: a worker names a log file for every run
         safe = job_id[:64]
@@ -230,7 +234,7 @@ def log_file_name(job_id: str, run_id: int, worker_id: str) -> str:
             ch if ch.isascii() and (ch.isalnum() or ch in "_-") else "_" for ch in job_id
         )
         safe = safe[:64]
-    if safe.upper() in WINDOWS_DEVICES:
+    if not safe or safe[0] == "-" or safe.upper() in WINDOWS_DEVICES:
         safe = "_" + safe[:63]
     import zlib  # here, not at the top: `enqueue` never names a log file (start-up time)
 
@@ -349,23 +353,39 @@ def iso(epoch: float | None) -> str | None:
 
 
 def reject_constant(name: str) -> Any:
-    raise SpecError(f"{name} is not a valid JSON number")
+    raise SpecError(f"invalid JSON: {name} is not a valid JSON number")
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: json keeps the last of a repeated key
+    silently, so `{"id": "a", "id": "b"}` would enqueue job b. Nested objects too."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise SpecError(f"key {key!r} is given twice in a JSON object")
+            seen.add(key)
+    return data
 
 
 _decoder = None  # one JSON decoder for every line of a bulk enqueue
 
 
 def parse_spec_json(text: str) -> dict[str, Any]:
-    """Decode one JSON job spec; NaN and Infinity are refused (they are not JSON)."""
+    """Decode one JSON job spec; NaN and Infinity are refused (they are not JSON), and so is a
+    key given twice in an object."""
     import json  # only this path needs it: enqueue --command does not
 
     global _decoder
     if _decoder is None:
         # json.loads(text, parse_constant=…) would build a new decoder for every line: a
         # quarter of the parsing time of `enqueue -`.
-        _decoder = json.JSONDecoder(parse_constant=reject_constant)
+        _decoder = json.JSONDecoder(parse_constant=reject_constant, object_pairs_hook=unique_keys)
     try:
         data = _decoder.decode(text)
+    except SpecError:  # from the hooks: a ValueError, with its message made already
+        raise
     except json.JSONDecodeError as exc:
         raise SpecError(f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
     except RecursionError:

@@ -7,9 +7,10 @@ with Queue.open("jobs.db") as queue:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from . import config
 from .errors import DuplicateJob, QueueError
@@ -29,6 +30,17 @@ class Canceled(NamedTuple):
     # its worker, or finished on its own first), "killed" (by this call: its worker was gone),
     # "left to its worker" (on another host, or its pid not yet recorded). None otherwise.
     command: str | None
+
+
+class RunLog(NamedTuple):
+    """A run's output as `logs` prints it, and where it comes from."""
+
+    chunks: Iterator[bytes]
+    # The run's log file is not on this host (deleted, or the run was on another host): the
+    # output is the tail the store keeps, empty if the run printed nothing or is still running.
+    from_store: bool
+    partial: bool  # from the store, and only the end of the output
+    other_host: str | None  # the host that ran it, if not this one: its log file is there
 
 
 class BulkSpecError(QueueError):
@@ -74,9 +86,11 @@ class Queue:
                 return entry.value
         raise AssertionError(key)  # every known key has an entry
 
-    def config_set(self, key: str, value: str) -> None:
-        config.parse_value(key, value)
-        self.store.config_set(key, value.strip())
+    def config_set(self, key: str, value: str) -> str:
+        """Check and store a value for `key`; returns it as stored (in canonical form)."""
+        text = config.canonical_value(key, value)
+        self.store.config_set(key, text)
+        return text
 
     def config_unset(self, key: str) -> bool:
         config.check_key(key)
@@ -140,15 +154,24 @@ class Queue:
     def runs(self, job_id: str) -> list[Run]:
         return self.store.runs(job_id)
 
-    def read_log(self, run: Run, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    def open_log(self, run: Run, chunk_size: int = 1 << 16) -> RunLog:
         """A run's full output from its log file, or the tail kept in the store when the file
-        is gone or lives on another host."""
+        is gone or lives on another host (RunLog says which)."""
         try:
-            with open(run.log_path or "", "rb") as handle:
-                while chunk := handle.read(chunk_size):
-                    yield chunk
+            handle = _open_log_file(run.log_path or "")
         except OSError:
-            yield run.output_tail.encode()
+            from .runner import TAIL_BYTES, host_name
+
+            tail = run.output_tail.encode()
+            other_host = run.host if run.host != host_name() else None
+            # The tail holds the last TAIL_BYTES of the output, decoded with replacement
+            # characters, which never make it shorter: under that, it is the whole output.
+            return RunLog(iter((tail,)), True, len(tail) >= TAIL_BYTES, other_host)
+        return RunLog(_read_chunks(handle, chunk_size), False, False, None)
+
+    def read_log(self, run: Run, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        """A run's output as open_log() finds it, without saying where it came from."""
+        yield from self.open_log(run, chunk_size).chunks
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -211,6 +234,28 @@ def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
 
     here = host_name()
     return {w.id for w in workers if w.host == here and process_alive(w.pid) is False}
+
+
+def _open_log_file(path: str) -> BinaryIO:
+    """Open a run's log file (closed by _read_chunks). Its name was once the same without the
+    `_` that now goes before a leading `-` (models.log_file_name): older runs of such jobs are
+    found under that name. Both names are in the folder the store named."""
+    try:
+        return open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        folder, name = os.path.split(path)
+        if not name.startswith("_-"):
+            raise
+        return open(os.path.join(folder, name[1:]), "rb")  # noqa: SIM115
+
+
+def _read_chunks(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+    with handle:
+        try:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+        except OSError as exc:  # e.g. EIO: part of the output has been printed already
+            raise QueueError(f"cannot read the log file {handle.name}: {exc.strerror}") from None
 
 
 def _wait_gone(pgid: int, timeout: float) -> bool:

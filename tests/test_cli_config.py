@@ -85,6 +85,18 @@ BAD_VALUES = [
     ("job-timeout", "inf"),
     ("lease-seconds", "0"),
     ("poll-interval", "0"),
+    # Numbers Python reads but that are not plain ASCII decimals (SPEC §6).
+    ("max-retries", "٣"),
+    ("max-retries", "３"),
+    ("max-retries", "+5"),
+    ("backoff-base", "1_000"),
+    ("backoff-base", "1e3"),
+    ("backoff-max", "٣٦٠٠"),
+    # Values no worker can live with: leases shorter than scheduling delays, a busy loop.
+    ("lease-seconds", "0.0001"),
+    ("lease-seconds", "0.5"),
+    ("poll-interval", "1e-9"),
+    ("poll-interval", "0.001"),
 ]
 
 
@@ -95,6 +107,29 @@ def test_config_set_bad_values_are_refused_and_nothing_stored(sqlite_cli):
     each_case({f"{key}={value!r}": (key, value) for key, value in BAD_VALUES}, check)
     rows = config_table(sqlite_cli)
     assert rows == {key: (str(default), "default") for key, default in DEFAULTS.items()}
+
+
+CANONICAL = [
+    ("max-retries", "007", "7"),
+    ("backoff-base", "2.50", "2.5"),
+    ("backoff-max", "0", "0"),
+    ("job-timeout", "0600.000", "600.0"),
+    ("lease-seconds", " 1 ", "1"),  # the smallest lease
+    ("poll-interval", "0.010", "0.01"),  # the shortest poll
+]
+
+
+def test_config_values_are_stored_and_shown_canonically(cli):
+    for key, typed, shown in CANONICAL:
+        assert assert_ok(cli("config", "set", key, typed)) == f"{key} = {shown}\n"
+    rows = config_table(cli)
+    for key, _typed, shown in CANONICAL:
+        assert rows[key] == (shown, "store"), key
+        assert config_get(cli, key) == shown
+    assert cli.json("config", "list")["max-retries"] == {"value": "7", "source": "store"}
+    # An override is the value in effect, shown the same way.
+    assert config_get(cli, "max-retries", env={"QUEUECTL_MAX_RETRIES": "0042"}) == "42"
+    assert_error(cli("config", "get", "max-retries", env={"QUEUECTL_MAX_RETRIES": "٣"}), 1)
 
 
 def test_config_set_bad_value_on_every_backend(cli):

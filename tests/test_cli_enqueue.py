@@ -109,6 +109,7 @@ BAD_BULK_LINES = {
     "invalid JSON": '{"command": "echo broken"',
     "unknown field": '{"command": "echo x", "colour": "red"}',
     "empty command": '{"command": ""}',
+    "empty queue": '{"command": "echo x", "queue": ""}',
     "wrong type": '{"command": "echo x", "max_retries": "3"}',
     "not an object": '["echo x"]',
 }
@@ -141,6 +142,34 @@ def test_bulk_enqueue_duplicate_ids_enqueue_nothing(cli):
     )
     assert job_ids(cli) == ["existing"]
     assert cli.json("show", "existing")["command"] == "echo original"
+
+
+def test_a_repeated_key_is_refused_not_last_wins(cli):
+    # SPEC §2: repeated fields are an error. json alone keeps the last one silently.
+    cases = {
+        "id": ('{"id": "a", "id": "b", "command": "true"}', "'id'"),
+        "command": ('{"id": "c", "command": "true", "command": "rm -rf x"}', "'command'"),
+        "escaped": ('{"id": "d", "\\u0069d": "e", "command": "true"}', "'id'"),
+    }
+
+    def check(spec: str, named: str) -> None:
+        assert_error(cli("enqueue", spec), 1, mentions=[named, "twice"])
+        lines = '{"id": "first", "command": "true"}\n' + spec + "\n"
+        assert_error(cli("enqueue", "-", input=lines), 1, mentions=[named, "twice", "line 2"])
+
+    each_case(cases, check)
+    assert all_jobs(cli) == []
+
+
+def test_bulk_enqueue_accepts_a_byte_order_mark_at_the_start(cli):
+    # What Windows PowerShell pipes into a program: UTF-8 with a BOM, and CRLF line ends.
+    lines = '\ufeff{"id": "ps1", "command": "true"}\r\n{"id": "ps2", "command": "true"}\r\n'
+    assert assert_ok(cli("enqueue", "-", input=lines)) == "ps1\nps2\n"
+    assert job_ids(cli) == ["ps1", "ps2"]
+    # Only there: further down, U+FEFF is a character JSON does not allow between values.
+    later = '{"id": "ok", "command": "true"}\n\ufeff{"id": "bom", "command": "true"}\n'
+    assert_error(cli("enqueue", "-", input=later), 1, mentions=["line 2"])
+    assert job_ids(cli) == ["ps1", "ps2"]
 
 
 def test_bulk_enqueue_empty_input_is_not_an_error(cli):

@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 from datetime import timedelta
+from pathlib import Path
 
 from clikit import (
     REQUIRED_FIELDS,
@@ -301,3 +302,41 @@ def test_commands_taking_an_id_require_one(sqlite_cli):
     # Usage errors never reach the store, so SQLite alone covers them.
     for command in (["show"], ["logs"], ["cancel"], ["show", "a", "b"]):
         assert_error(sqlite_cli(*command), 2)
+
+
+def test_logs_says_on_stderr_when_only_the_stores_tail_is_left(cli):
+    # SPEC §4: a run whose log file is gone is shown from the tail the store keeps (its last
+    # 8 KiB), which starts mid-line; stderr says so, stdout stays the output alone.
+    enqueue(cli, id="long", command="seq 1 3000")  # 13 893 bytes
+    enqueue(cli, id="short", command="echo short")
+    enqueue(cli, id="silent", command="true")
+    enqueue(cli, id="kept", command="echo kept")
+    run_burst(cli)
+    enqueue(cli, id="remote", command="echo remote")
+    run_burst(cli, QUEUECTL_HOSTNAME="box-b")
+    for job_id in ("long", "short", "silent", "remote"):
+        for run in cli.json("show", job_id)["runs"]:
+            Path(run["log_path"]).unlink(missing_ok=True)  # a silent run may have left none
+
+    result = cli("logs", "long")
+    tail = cli.json("show", "long")["runs"][0]["output_tail"]
+    assert assert_ok(result) == tail and len(tail) == 8192 and not tail.startswith("1\n")
+    assert "".join(f"{n}\n" for n in range(1, 3001)).endswith(tail)
+    header, note = result.stderr.splitlines()
+    assert header == "=== attempt 1 (exited, exit 0) ===", result.stderr
+    assert note.startswith("queuectl: the log file of attempt 1 is gone"), note
+    assert "only the last 8 KiB" in note, note
+
+    result = cli("logs", "short")
+    assert assert_ok(result) == "short\n"
+    assert "gone" in result.stderr and "all of it" in result.stderr, result.stderr
+
+    result = cli("logs", "remote")
+    assert assert_ok(result) == "remote\n"
+    assert "attempt 1 ran on box-b, which has its log file" in result.stderr, result.stderr
+
+    # Nothing was lost where nothing was printed, or where the file is still there.
+    for job_id, output in (("silent", ""), ("kept", "kept\n")):
+        result = cli("logs", job_id)
+        assert assert_ok(result) == output
+        assert len(result.stderr.splitlines()) == 1, result.stderr  # the header alone

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -532,6 +533,7 @@ def test_looking_up_nasty_names_changes_nothing(
 config_keys = st.one_of(st.sampled_from(sorted(KEYS)), nasty_text)
 config_values = st.one_of(
     st.sampled_from(["0", "1", "2.5", " 3 ", "-1", "1e999", "nan", "inf", "1e3", "0x10", "1_0"]),
+    st.sampled_from(["007", "2.50", "1.000", "00.0", "٣", "３", "+5", ".5", "5.", "\u30005"]),
     st.integers().map(str),
     st.floats().map(str),
     nasty_text,
@@ -553,9 +555,14 @@ def test_config_set_is_checked_and_atomic(fresh, key: str, value: str) -> None:
         assert run.snapshot() == before, "a refused config set changed the config"
         return
     assert key in KEYS
-    assert run.ok("config", "get", key) == value.strip() + "\n"
+    # SPEC §6: plain ASCII decimal numbers only, stored and shown in canonical form.
+    typed = value.strip(" \t\n\r\f\v")
+    assert re.fullmatch(r"[0-9]+(\.[0-9]+)?", typed), f"accepted {value!r}"
+    shown = run.ok("config", "get", key).removesuffix("\n")
+    assert re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[0-9]*[1-9]))?", shown), (value, shown)
+    assert float(shown) == float(typed) and ("." in shown) == ("." in typed), (value, shown)
     entries = run.json("config", "list")
-    assert entries[key] == {"value": value.strip(), "source": "store"}
+    assert entries[key] == {"value": shown, "source": "store"}
     # Whatever was accepted can be used: enqueue reads max-retries and job-timeout.
     assert run("enqueue", "--command", "true").exit_code == 0
     printable_lines(run.ok("config", "list"))

@@ -8,8 +8,10 @@ the new output. PostgreSQL's per-host logs folder, and the folders above it, are
 
 from __future__ import annotations
 
+import json
 import random
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -147,6 +149,33 @@ def test_two_stores_in_one_folder_keep_their_own_logs(tmp_path):
     assert s2.ok("logs", "build") == "S2 RUN\n"
     assert log_path(s2, "build") != log_path(s3, "build")
     assert log_path(s2, "build").parent == log_path(s3, "build").parent == tmp_path / "logs"
+
+
+def test_no_log_file_name_starts_with_a_dash(tmp_path):
+    # A job `-rf` gave `logs/-rf.1.….log`, which `rm *` in the logs folder takes for options.
+    cli = CLI(str(tmp_path / "a.db"), tmp_path)
+    ids = ["-rf", "--", "-", "-i"]
+    specs = "".join(
+        f'{{"id": "{job_id}", "command": "echo out$QUEUECTL_JOB_ID"}}\n' for job_id in ids
+    )
+    assert cli.ok("enqueue", "-", input=specs).split() == ids
+    cli.ok("worker", "start", "--burst", "--quiet")
+    logs = tmp_path / "logs"
+    names = sorted(path.name for path in logs.iterdir())
+    assert len(names) == len(ids) and not [name for name in names if name.startswith("-")], names
+    for job_id in ids:
+        (run,) = json.loads(cli.ok("show", "--json", "--", job_id))["runs"]
+        assert Path(run["log_path"]).name.startswith("_" + job_id + "."), run
+        assert cli.ok("logs", "--", job_id) == f"out{job_id}\n"
+    # A run logged before, under the name without the `_`, is still shown whole.
+    (new,) = logs.glob("_-rf.*")
+    older = new.rename(logs / new.name.removeprefix("_"))
+    result = cli("logs", "--", "-rf")
+    assert result.stdout == "out-rf\n" and "kept in the store" not in result.stderr, result
+    # What the name is for: a plain `rm *` there removes the files and nothing else.
+    older.unlink()
+    subprocess.run(["sh", "-c", "rm *"], cwd=logs, check=True, capture_output=True)
+    assert list(logs.iterdir()) == []
 
 
 def test_a_store_deleted_and_made_again_shows_its_new_output(tmp_path):

@@ -8,6 +8,7 @@ import re
 import time
 import zlib
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import PurePosixPath, PureWindowsPath
 
 import pytest
@@ -84,6 +85,21 @@ def test_parse_spec_json_refuses_invalid_json(text):
 def test_parse_spec_json_refuses_nan_and_infinity(constant):
     with pytest.raises(SpecError, match=constant):
         parse_spec_json(f'{{"command": "ls", "delay": {constant}}}')
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ('{"id": "a", "id": "b", "command": "x"}', "id"),
+        ('{"command": "x", "command": "x"}', "command"),
+        ('{"id": "a", "\\u0069d": "b", "command": "x"}', "id"),  # one key, spelt twice
+        ('{"command": "x", "env": {"A": "1", "A": "2"}}', "A"),  # nested objects too
+    ],
+)
+def test_parse_spec_json_refuses_a_repeated_key(text, key):
+    # json keeps the last value of a repeated key, silently: {"id":"a","id":"b"} was job b.
+    with pytest.raises(SpecError, match=f"key '{key}' is given twice"):
+        parse_spec_json(text)
 
 
 def test_parse_spec_json_refuses_deep_nesting_without_recursion_error():
@@ -495,6 +511,19 @@ def test_log_file_name_is_unique_per_run_id(job_id, run_a, run_b, worker_id):
     assert log_file_name(job_id, run_a, worker_id) != log_file_name(job_id, run_b, worker_id)
 
 
+@given(st.text(), st.integers(min_value=1, max_value=2**63 - 1), worker_ids)
+def test_log_file_name_never_starts_with_a_dash_or_a_dot(job_id, run_id, worker_id):
+    # `rm *` in the logs folder would take `-rf.3.….log` for options; `.3.….log` is hidden.
+    assert log_file_name(job_id, run_id, worker_id)[0] not in "-."
+
+
+@pytest.mark.parametrize(
+    "job_id, part", [("-rf", "_-rf"), ("--", "_--"), ("-" * 80, "_" + "-" * 63)]
+)
+def test_log_file_name_puts_an_underscore_before_a_leading_dash(job_id, part):
+    assert log_file_name(job_id, 4, WORKER) == f"{part}.4.{zlib.crc32(WORKER.encode()):08x}.log"
+
+
 def test_log_file_name_keeps_readable_ids_readable():
     assert log_file_name("nightly-backup_2", 3, WORKER) == "nightly-backup_2.3.2c4168ad.log"
 
@@ -548,8 +577,12 @@ def test_env_names():
         ("backoff-max", "0", 0.0),
         ("job-timeout", "0", 0.0),
         ("job-timeout", "2.5", 2.5),
-        ("lease-seconds", "0.001", 0.001),
+        ("lease-seconds", "1", 1.0),
+        ("lease-seconds", "1.5", 1.5),
+        ("poll-interval", "0.01", 0.01),
         ("poll-interval", "0.05", 0.05),
+        ("max-retries", "007", 7),
+        ("backoff-base", "2.50", 2.5),
     ],
 )
 def test_parse_value_accepts_good_values(key, text, expected):
@@ -575,8 +608,25 @@ def test_parse_value_accepts_good_values(key, text, expected):
         ("job-timeout", "soon"),
         ("lease-seconds", "0"),
         ("lease-seconds", "-5"),
+        ("lease-seconds", "0.5"),
+        ("lease-seconds", "0.0001"),
         ("poll-interval", "0"),
+        ("poll-interval", "0.009"),
         ("poll-interval", "NaN"),
+        # Python's int() and float() take all of these; SPEC §6 wants plain ASCII decimals.
+        ("max-retries", "٣"),
+        ("max-retries", "３"),
+        ("max-retries", "1_000"),
+        ("max-retries", "+5"),
+        ("max-retries", "5\u3000"),
+        ("backoff-base", "1_000"),
+        ("backoff-base", "٣"),
+        ("backoff-base", "1e3"),
+        ("backoff-base", ".5"),
+        ("backoff-base", "5."),
+        ("backoff-base", "1.2.3"),
+        ("poll-interval", "1e-9"),
+        ("job-timeout", "0x10"),
     ],
 )
 def test_parse_value_rejects_bad_values_naming_the_key(key, text):
@@ -600,7 +650,47 @@ def test_any_count_round_trips(number):
 
 @given(st.floats(min_value=0, max_value=MAX_SECONDS, allow_infinity=False, allow_nan=False))
 def test_any_non_negative_number_round_trips(number):
-    assert config.parse_value("backoff-max", repr(number)) == number
+    plain = format(Decimal(repr(number)), "f")  # 1e-05 -> 0.00001: no exponents in config
+    assert config.parse_value("backoff-max", plain) == number
+    assert config.parse_value("backoff-max", config.canonical(plain)) == number
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("7", "7"),
+        ("007", "7"),
+        ("0", "0"),
+        ("000", "0"),
+        (" 12 ", "12"),
+        ("2.50", "2.5"),
+        ("1.000", "1.0"),
+        ("00.000", "0.0"),
+        ("0.010", "0.01"),
+        ("3600", "3600"),
+        ("1.0", "1.0"),
+    ],
+)
+def test_values_have_one_canonical_form(text, shown):
+    assert config.canonical(text) == shown
+    assert config.canonical(shown) == shown
+
+
+@given(st.from_regex(r"[0-9]{1,12}(\.[0-9]{1,12})?", fullmatch=True))
+def test_canonical_form_keeps_the_value(text):
+    shown = config.canonical(text)
+    assert Decimal(shown) == Decimal(text)
+    assert ("." in shown) == ("." in text)
+    assert re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[0-9]*[1-9]))?", shown), shown
+
+
+def test_settings_of_a_value_stored_as_typed_by_an_older_version():
+    # Older versions stored `007` as typed: it is shown canonically. `1e3` is refused, with a
+    # hint that names the command that mends it.
+    entries = {entry.key: entry.value for entry in config.resolve({"max-retries": "007"}, {})}
+    assert entries["max-retries"] == "7"
+    with pytest.raises(ConfigError, match="config set backoff-base"):
+        config.settings({"backoff-base": "1e3"}, {})
 
 
 @pytest.mark.parametrize("key", ["job-timeout", "backoff-max", "lease-seconds", "poll-interval"])
@@ -608,7 +698,7 @@ def test_seconds_settings_stop_where_job_specs_stop(key):
     # A default a job spec would refuse (timeout > MAX_SECONDS) would break every enqueue.
     assert config.parse_value(key, str(MAX_SECONDS)) == MAX_SECONDS
     with pytest.raises(config.ConfigError, match="at most"):
-        config.parse_value(key, "1e11")
+        config.parse_value(key, "10000000000.5")
 
 
 def test_resolve_prefers_env_then_store_then_default():
