@@ -116,6 +116,7 @@ class Worker:
         self._orphaned = False  # its supervisor died (see handle_signal)
         self._running: RunningCommand | None = None
         self._settings: dict = {}
+        self._bad_setting: str | None = None  # the last bad stored setting said
         self._claim_sent = 0.0  # monotonic time the call that made the current claim was sent
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
         self._log_dir = os.fspath(store.log_dir)  # a string: joined once per job
@@ -217,7 +218,19 @@ class Worker:
         self.store.wait_for_work(max(0.0, wait))
 
     def _load_settings(self) -> None:
-        self._settings = config.settings(self.store.config_items())
+        """Fresh settings from the store. A bad one stored meanwhile (or by an older version,
+        which took `1e3`) is said once and the settings in use are kept: a worker must not
+        die of it, nor its replacement after it. At start-up there are none to keep."""
+        try:
+            self._settings = config.settings(self.store.config_items())
+        except config.ConfigError as exc:
+            if not self._settings:
+                raise
+            if str(exc) != self._bad_setting:
+                self.say(f"keeping the settings in use: {exc}")
+            self._bad_setting = str(exc)
+        else:
+            self._bad_setting = None
 
     def retry_policy(self, attempts: int, max_retries: int) -> float | None:
         return retry_delay(

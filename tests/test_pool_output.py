@@ -272,3 +272,22 @@ def test_a_stop_signal_during_spawning_reaches_every_worker(sqlite_cli, pools):
         # A missed worker would run on, reparented: look for any process of this store.
         assert processes_with(f"QUEUECTL_DB={cli.db}") == []
         assert status(cli)["workers"] == []
+
+
+def test_a_bad_setting_stored_while_workers_run_is_said_once_and_they_carry_on(sqlite_cli, pools):
+    # An older version accepted `1e3`; a worker re-reads its settings as it goes.
+    import sqlite3
+
+    cli = speed_up(sqlite_cli)
+    cli.ok("status")
+    pool = pools.start(cli)
+    pool.wait_output("queues: all)")
+    with sqlite3.connect(cli.db) as conn:
+        conn.execute("INSERT INTO config (key, value) VALUES ('backoff-max', '1e3')")
+    pool.wait_output("keeping the settings in use")
+    time.sleep(1.0)  # several more re-reads: said once
+    cli.ok("config", "set", "backoff-max", "60")  # the way out the CLI's message names
+    job = enqueue(cli, id="after", command="true")
+    assert wait_state(cli, job, "completed")["attempts"] == 1
+    assert pool.proc.poll() is None
+    assert pool.output().count("keeping the settings in use") == 1
