@@ -1,4 +1,5 @@
-"""The SQLite store's file on disk: private creation, identity, and a deleted store's leftovers.
+"""The SQLite store's file on disk: private creation, identity, why it cannot be written, and
+a deleted store's leftovers.
 
 Kept apart from sqlite.py, which is about the queue's SQL; this is about files and processes.
 """
@@ -6,6 +7,7 @@ Kept apart from sqlite.py, which is about the queue's SQL; this is about files a
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -53,6 +55,75 @@ def _remove_orphans(path: str) -> None:
             pass
         except OSError as exc:
             raise StoreError(f"cannot remove the leftover {leftover}: {exc.strerror}") from None
+
+
+def stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def lstat_or_none(path: str) -> os.stat_result | None:
+    """Like stat_or_none, but of a symbolic link itself: SQLite never follows one to a -wal or
+    -shm file."""
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def on_read_only_fs(path: str) -> bool:
+    """Whether the file system holding `path` is mounted read-only (for everyone, root too)."""
+    try:
+        return bool(os.statvfs(os.path.dirname(path)).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+
+
+READ_ONLY_FS = "is on a read-only file system"
+
+
+def read_only_cause(path: str) -> str | None:
+    """Why the store at `path` cannot be written, as words that follow "store PATH", or None
+    when nothing visible stops it (the error then came from elsewhere)."""
+    if on_read_only_fs(path):
+        return f"{READ_ONLY_FS}: it can be read (status, list, show, logs) but not changed"
+    names = (
+        (path, "the store file"),
+        (path + "-wal", "its -wal file"),
+        (path + "-shm", "its -shm file"),
+    )
+    for name, what in names:
+        try:
+            info = os.stat(name)
+        except OSError:
+            continue
+        if not os.access(name, os.W_OK):
+            owner = ""
+            if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+                owner = f", owned by uid {info.st_uid}"
+            mode = stat.S_IMODE(info.st_mode)
+            return f"is read-only: {what} cannot be written by this user (mode {mode:04o}{owner})"
+    folder = os.path.dirname(path)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"is read-only: its folder {folder} cannot be written by this user, and SQLite "
+            "keeps the store's -wal and -shm files there"
+        )
+    return None
+
+
+def read_only_uri(path: str) -> str:
+    """An SQLite URI that reads the store without writing anything beside it, not even -shm.
+
+    `immutable=1` also skips locking and change detection: safe only when nothing can change
+    the file while we read, which a read-only file system guarantees. (A read-only bind mount
+    of a folder that others write through another path does not; but the caller uses this
+    only when there is no -shm file, so no process had the store open, and its read is short.)"""
+    from urllib.parse import quote  # only on read-only media: not on enqueue's path
+
+    return f"file:{quote(path)}?mode=ro&immutable=1"
 
 
 def io_error_cause(path: str) -> str:

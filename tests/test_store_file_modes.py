@@ -1,0 +1,51 @@
+"""The modes of a store's files after they were changed by hand or by an older queuectl
+(SPEC §5: the store, its -wal and -shm and the logs are their owner's only).
+
+A store made read-only with chmod is read, and refused for writing with the cause named.
+"""
+
+from __future__ import annotations
+
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from clikit import assert_error, assert_ok, enqueue, job_ids, modes_bind_preexec, run_queuectl
+from conftest import CLI
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes and owners")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def store_files(cli: CLI) -> tuple[Path, Path, Path]:
+    db = Path(cli.db)
+    return db, Path(f"{db}-wal"), Path(f"{db}-shm")
+
+
+def as_user(cli: CLI, preexec, *args: str):
+    """The CLI with file modes binding, also when the tests run as root."""
+    return run_queuectl(list(args), cli.env, cli.cwd, preexec=preexec)
+
+
+@pytest.mark.parametrize("file_mode", [0o444, 0o400], ids=["0444", "0400"])
+def test_a_read_only_store_file_is_read_and_writes_name_the_cause(sqlite_cli, file_mode):
+    """On a writable file system SQLite opens a store file it cannot write read-only by itself
+    (no immutable flag: its owner may write it meanwhile), and makes its -wal and -shm."""
+    cli = sqlite_cli
+    preexec = modes_bind_preexec()
+    db, wal, shm = store_files(cli)
+    enqueue(cli, id="kept", command="true")
+    db.chmod(file_mode)
+    assert "kept" in assert_ok(as_user(cli, preexec, "list"))
+    assert "pending" in assert_ok(as_user(cli, preexec, "status"))
+    for args in (["enqueue", "--command", "true"], ["config", "set", "max-retries", "2"]):
+        refused = as_user(cli, preexec, *args)
+        message = assert_error(refused, 1, mentions=[cli.db, "read-only", "store file"])
+        assert f"mode {file_mode:04o}" in message, message
+    # A store file made read-only on purpose stays so, and so do the -wal and -shm made for it.
+    assert (mode(db), mode(wal), mode(shm)) == (file_mode, file_mode, file_mode)
+    assert job_ids(cli) == ["kept"]
