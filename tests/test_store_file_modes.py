@@ -1,7 +1,9 @@
 """The modes of a store's files after they were changed by hand or by an older queuectl
 (SPEC §5: the store, its -wal and -shm and the logs are their owner's only).
 
-A store made read-only with chmod is read, and refused for writing with the cause named.
+A store made read-only with chmod is read, and refused for writing with the cause named; made
+writable again, it works again, although SQLite gave its -wal and -shm the read-only mode
+meanwhile.
 """
 
 from __future__ import annotations
@@ -49,3 +51,23 @@ def test_a_read_only_store_file_is_read_and_writes_name_the_cause(sqlite_cli, fi
     # A store file made read-only on purpose stays so, and so do the -wal and -shm made for it.
     assert (mode(db), mode(wal), mode(shm)) == (file_mode, file_mode, file_mode)
     assert job_ids(cli) == ["kept"]
+
+
+@pytest.mark.parametrize("mode_back", [0o600], ids=["0600"])
+def test_a_store_made_read_only_and_writable_again_works_again(sqlite_cli, mode_back):
+    cli = sqlite_cli
+    preexec = modes_bind_preexec()
+    db, wal, shm = store_files(cli)
+    enqueue(cli, id="kept", command="true")
+    db.chmod(0o444)
+    assert "kept" in assert_ok(as_user(cli, preexec, "list"))
+    # That reader could not remove the -wal and -shm it made, and SQLite made them with the
+    # store file's mode: what kept the store read-only after the chmod back.
+    assert (mode(wal), mode(shm)) == (0o444, 0o444)
+    db.chmod(mode_back)
+    assert_ok(as_user(cli, preexec, "enqueue", "--id", "after", "--command", "true"))
+    assert_ok(as_user(cli, preexec, "config", "set", "max-retries", "2"))
+    assert job_ids(cli) == ["kept", "after"]
+    assert mode(db) == 0o600
+    for side in (wal, shm):
+        assert not side.exists() or mode(side) == 0o600, side

@@ -25,6 +25,7 @@ from .sqlite_files import (
     file_identity,
     io_error_cause,
     lstat_or_none,
+    mend_modes,
     on_read_only_fs,
     read_only_cause,
     read_only_uri,
@@ -134,6 +135,7 @@ class SQLiteStoreBase:
             raise StoreError(f"cannot open store {self.path}: it is a folder")
         else:
             wal, shm = lstat_or_none(self.path + "-wal"), lstat_or_none(self.path + "-shm")
+            mend_modes(self.path, info, wal, shm)
             if shm is not None and not self._reads_only and on_read_only_fs(self.path):
                 # SQLite reads a store on read-only media through an existing -shm without
                 # complaint, and only a write would fail: say so now, before `worker start`

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 from ..errors import StoreError
@@ -66,11 +66,47 @@ def stat_or_none(path: str) -> os.stat_result | None:
 
 def lstat_or_none(path: str) -> os.stat_result | None:
     """Like stat_or_none, but of a symbolic link itself: SQLite never follows one to a -wal or
-    -shm file."""
+    -shm file, and neither does a chmod of ours."""
     try:
         return os.lstat(path)
     except OSError:
         return None
+
+
+def mend_modes(
+    path: str,
+    info: os.stat_result,
+    wal: os.stat_result | None,
+    shm: os.stat_result | None,
+) -> None:
+    """Mend the modes of a store's files where this user owns them, as a writable open finds
+    them: a -wal or -shm that is not writable gets the store file's mode.
+
+    SQLite gives them the store file's mode when it creates them, so a reader of a store
+    chmod-ed 0444 leaves them 0444, and they would keep the store read-only after it is
+    chmod-ed back. A store file that is not writable by its owner was made read-only on purpose
+    and is left as it is, with its -wal and -shm; files of other users are never touched; a
+    chmod that fails (a read-only file system) is no error: the store is then used as it is.
+    `info`, `wal` and `shm` are stat results the caller needs anyway (`enqueue` runs in shell
+    loops)."""
+    if not hasattr(os, "geteuid"):
+        return  # Windows: the folder's ACLs decide (SECURITY.md)
+    uid = os.geteuid()
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid != uid or not mode & stat.S_IWUSR:
+        return
+    for name, side in ((path + "-wal", wal), (path + "-shm", shm)):
+        if _owned(side, uid, stat.S_ISREG) and not side.st_mode & stat.S_IWUSR:
+            _chmod(name, mode)
+
+
+def _owned(info: os.stat_result | None, uid: int, is_kind: Callable[[int], bool]) -> bool:
+    return info is not None and info.st_uid == uid and is_kind(info.st_mode)
+
+
+def _chmod(path: str, mode: int) -> None:
+    with suppress(OSError):
+        os.chmod(path, mode)
 
 
 def on_read_only_fs(path: str) -> bool:
