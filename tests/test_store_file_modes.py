@@ -3,11 +3,14 @@
 
 A store made read-only with chmod is read, and refused for writing with the cause named; made
 writable again, it works again, although SQLite gave its -wal and -shm the read-only mode
-meanwhile.
+meanwhile. Store files and a logs folder of this user that others can read are made owner-only
+when the store is opened; files of other users are left as they are.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import stat
 import sys
 from pathlib import Path
@@ -17,6 +20,8 @@ from clikit import assert_error, assert_ok, enqueue, job_ids, modes_bind_preexec
 from conftest import CLI
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes and owners")
+
+NOBODY = 65534
 
 
 def mode(path: Path) -> int:
@@ -53,7 +58,7 @@ def test_a_read_only_store_file_is_read_and_writes_name_the_cause(sqlite_cli, fi
     assert job_ids(cli) == ["kept"]
 
 
-@pytest.mark.parametrize("mode_back", [0o600], ids=["0600"])
+@pytest.mark.parametrize("mode_back", [0o600, 0o644], ids=["0600", "0644"])
 def test_a_store_made_read_only_and_writable_again_works_again(sqlite_cli, mode_back):
     cli = sqlite_cli
     preexec = modes_bind_preexec()
@@ -71,3 +76,62 @@ def test_a_store_made_read_only_and_writable_again_works_again(sqlite_cli, mode_
     assert mode(db) == 0o600
     for side in (wal, shm):
         assert not side.exists() or mode(side) == 0o600, side
+
+
+def test_readable_store_files_and_logs_of_this_user_become_owner_only(sqlite_cli):
+    cli = sqlite_cli
+    db, wal, shm = store_files(cli)
+    enqueue(cli, id="first", command="echo private")
+    assert_ok(cli("worker", "start", "--burst"))
+    logs = Path(cli.cwd, "logs")
+    # As an older queuectl (or a store made by hand) left them; a reader keeps -wal and -shm.
+    reader = sqlite3.connect(cli.db)
+    try:
+        reader.execute("SELECT count(*) FROM jobs").fetchone()
+        assert wal.exists() and shm.exists()
+        for path in (db, wal, shm):
+            path.chmod(0o644)
+        logs.chmod(0o755)
+        assert_ok(cli("status"))
+        assert (mode(db), mode(wal), mode(shm), mode(logs)) == (0o600, 0o600, 0o600, 0o700)
+        # Also when the command is one that writes; and the store works on.
+        for path in (db, wal, shm):
+            path.chmod(0o640)
+        logs.chmod(0o750)
+        enqueue(cli, id="second", command="true")
+        assert (mode(db), mode(wal), mode(shm), mode(logs)) == (0o600, 0o600, 0o600, 0o700)
+    finally:
+        reader.close()
+    assert job_ids(cli) == ["first", "second"]
+    assert "private" in assert_ok(cli("logs", "first"))
+
+
+def test_files_of_other_users_are_left_as_they_are(sqlite_cli):
+    if os.geteuid() != 0:
+        pytest.skip("giving files to another user needs root")
+    cli = sqlite_cli
+    db, _wal, shm = store_files(cli)
+    enqueue(cli, id="first", command="true")
+    assert_ok(cli("worker", "start", "--burst"))
+    logs = Path(cli.cwd, "logs")
+    # Not the -wal: SQLite running as root gives it (and the -shm) the store file's owner when
+    # it opens it; the -shm keeps its mode, though, so it shows whether queuectl touched it.
+    reader = sqlite3.connect(cli.db)
+    try:
+        reader.execute("SELECT count(*) FROM jobs").fetchone()
+        for path in (shm, logs):
+            os.chown(path, NOBODY, NOBODY)
+        shm.chmod(0o644)
+        logs.chmod(0o755)
+        db.chmod(0o644)  # ours: tightened, while its -shm is someone else's
+        enqueue(cli, id="second", command="true")  # root: writes whatever the modes
+        assert (mode(shm), mode(logs)) == (0o644, 0o755)
+        assert logs.lstat().st_uid == NOBODY
+        assert mode(db) == 0o600
+        os.chown(db, NOBODY, NOBODY)
+        db.chmod(0o644)
+        enqueue(cli, id="third", command="true")
+        assert mode(db) == 0o644 and db.stat().st_uid == NOBODY
+    finally:
+        reader.close()
+    assert job_ids(cli) == ["first", "second", "third"]

@@ -1,5 +1,5 @@
-"""The SQLite store's file on disk: private creation, identity, why it cannot be written, and
-a deleted store's leftovers.
+"""The SQLite store's file on disk: private creation and keeping it private, identity, why it
+cannot be written, and a deleted store's leftovers.
 
 Kept apart from sqlite.py, which is about the queue's SQL; this is about files and processes.
 """
@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from ..errors import StoreError
 
 OWNER_ONLY = 0o600
+GROUP_AND_OTHER = 0o077
 
 
 def create_owner_only(path: str) -> None:
@@ -80,24 +81,30 @@ def mend_modes(
     shm: os.stat_result | None,
 ) -> None:
     """Mend the modes of a store's files where this user owns them, as a writable open finds
-    them: a -wal or -shm that is not writable gets the store file's mode.
+    them: a store file, -wal or -shm that group or others can use (an older queuectl, a store
+    made by hand) becomes 0600 again, and such a logs folder 0700.
 
-    SQLite gives them the store file's mode when it creates them, so a reader of a store
-    chmod-ed 0444 leaves them 0444, and they would keep the store read-only after it is
-    chmod-ed back. A store file that is not writable by its owner was made read-only on purpose
-    and is left as it is, with its -wal and -shm; files of other users are never touched; a
-    chmod that fails (a read-only file system) is no error: the store is then used as it is.
-    `info`, `wal` and `shm` are stat results the caller needs anyway (`enqueue` runs in shell
-    loops)."""
+    The -wal and -shm also get 0600 when they are not writable: SQLite gives them the store
+    file's mode when it creates them, so a reader of a store chmod-ed 0444 leaves them 0444, and
+    they would keep the store read-only after it is chmod-ed back. A store file that is not
+    writable by its owner was made read-only on purpose and is left as it is, with its -wal and
+    -shm; files of other users are never touched; a chmod that fails (a read-only file system)
+    is no error: the store is then used as it is. `info`, `wal` and `shm` are stat results the
+    caller needs anyway (`enqueue` runs in shell loops): only the logs folder is looked at here."""
     if not hasattr(os, "geteuid"):
         return  # Windows: the folder's ACLs decide (SECURITY.md)
     uid = os.geteuid()
     mode = stat.S_IMODE(info.st_mode)
-    if info.st_uid != uid or not mode & stat.S_IWUSR:
-        return
-    for name, side in ((path + "-wal", wal), (path + "-shm", shm)):
-        if _owned(side, uid, stat.S_ISREG) and not side.st_mode & stat.S_IWUSR:
-            _chmod(name, mode)
+    if info.st_uid == uid and mode & stat.S_IWUSR:
+        if mode & GROUP_AND_OTHER:
+            _chmod(path, mode & 0o700)
+        for name, side in ((path + "-wal", wal), (path + "-shm", shm)):
+            if _owned(side, uid, stat.S_ISREG) and stat.S_IMODE(side.st_mode) != OWNER_ONLY:
+                _chmod(name, OWNER_ONLY)
+    logs = os.path.join(os.path.dirname(path), "logs")
+    folder = lstat_or_none(logs)
+    if _owned(folder, uid, stat.S_ISDIR) and folder.st_mode & GROUP_AND_OTHER:
+        _chmod(logs, stat.S_IMODE(folder.st_mode) & 0o700)
 
 
 def _owned(info: os.stat_result | None, uid: int, is_kind: Callable[[int], bool]) -> bool:
