@@ -11,9 +11,10 @@ building their options would cost `enqueue` about a millisecond.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -29,12 +30,15 @@ class Context:
 
     def __init__(self, db: str | None) -> None:
         self.db = db
+        # Set for commands that only look (see pass_reader): they can read a store on
+        # read-only media, where every other command is refused at once, naming the cause.
+        self.reads_only = False
         self._queue: Queue | None = None
 
     @property
     def queue(self) -> Queue:
         if self._queue is None:
-            self._queue = Queue.open(self.db)
+            self._queue = Queue.open(self.db, reads_only=self.reads_only)
         return self._queue
 
     def close(self) -> None:
@@ -120,6 +124,18 @@ def load_commands() -> None:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+def pass_reader(func: Callable) -> Callable:
+    """pass_ctx for a command that never changes the store: it opens the store read-only
+    where the store's file system is read-only (a read-only mount, a snapshot)."""
+
+    @functools.wraps(func)
+    def reader(ctx: Context, *args, **kwargs):
+        ctx.reads_only = True
+        return func(ctx, *args, **kwargs)
+
+    return pass_ctx(reader)
 
 
 def stdin_lines() -> Iterator[str]:

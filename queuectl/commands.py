@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import click
 
-from .cli import Context, cli, pass_ctx
+from .cli import Context, cli, pass_ctx, pass_reader
 from .formatting import JOB_HEADERS, clean, job_details, job_rows, table
 from .models import INT64_MAX, STATES, Run, check_encodable, iso
 from .queue import RunLog
@@ -131,7 +131,7 @@ def worker_stop(ctx: Context, timeout: float) -> None:
 
 @cli.command()
 @json_option
-@pass_ctx
+@pass_reader
 def status(ctx: Context, as_json: bool) -> None:
     """Show the store in use, job counts by state and live workers.
 
@@ -176,7 +176,7 @@ def status(ctx: Context, as_json: bool) -> None:
     help="At most this many jobs, oldest first; 0 = all.",
 )
 @json_option
-@pass_ctx
+@pass_reader
 def list_command(
     ctx: Context, state: str | None, queue_name: str | None, limit: int, as_json: bool
 ) -> None:
@@ -204,7 +204,7 @@ def list_command(
 @cli.command()
 @click.argument("job_id", callback=stored_text)
 @json_option
-@pass_ctx
+@pass_reader
 def show(ctx: Context, job_id: str, as_json: bool) -> None:
     """Show one job: its fields, exit code, last error and run history.
 
@@ -221,7 +221,7 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("job_id", callback=stored_text)
-@pass_ctx
+@pass_reader
 def logs(ctx: Context, job_id: str) -> None:
     """Print the captured stdout+stderr of a job's runs, oldest first.
 
@@ -300,7 +300,7 @@ def dlq() -> None:
 
 @dlq.command("list")
 @json_option
-@pass_ctx
+@pass_reader
 def dlq_list(ctx: Context, as_json: bool) -> None:
     """List dead jobs.
 
@@ -356,7 +356,7 @@ def config_group() -> None:
 
 @config_group.command("list")
 @json_option
-@pass_ctx
+@pass_reader
 def config_list(ctx: Context, as_json: bool) -> None:
     """Show each key's value in effect and where it comes from (env, store or default).
 
@@ -373,7 +373,7 @@ def config_list(ctx: Context, as_json: bool) -> None:
 
 @config_group.command("get")
 @click.argument("key")
-@pass_ctx
+@pass_reader
 def config_get(ctx: Context, key: str) -> None:
     """Print the value of KEY in effect for this process.
 

@@ -54,8 +54,10 @@ class Queue:
         self.store = store
 
     @classmethod
-    def open(cls, target: str | None = None) -> Queue:
-        return cls(open_store(target))
+    def open(cls, target: str | None = None, reads_only: bool = False) -> Queue:
+        """The queue in the store TARGET names (see open_store); with `reads_only`, for callers
+        that only look, also a store on a read-only file system."""
+        return cls(open_store(target, reads_only=reads_only))
 
     def close(self) -> None:
         self.store.close()

@@ -4,6 +4,7 @@ burst workers, and reading times. Not a test module itself.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from conftest import CLI
 
 # Fields SPEC §2 promises in `show --json` / `list --json`.
@@ -146,3 +148,26 @@ def each_case(cases: dict, check) -> None:
         except AssertionError as exc:
             failures.append(f"[{name}] {exc}")
     assert not failures, f"{len(failures)} of {len(cases)} cases failed:\n" + "\n".join(failures)
+
+
+def drop_root_file_powers() -> None:
+    """Pre-exec hook: take away the capabilities that let root ignore file modes
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER), so chmod 0400 binds as for any user."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop = 24
+    for capability in (1, 2, 3):
+        if libc.prctl(pr_capbset_drop, capability, 0, 0, 0) != 0:
+            os._exit(99)
+
+
+def modes_bind_preexec():
+    """A pre-exec hook under which file modes bind for the child (None when not root), or skip
+    the test where that cannot be set up (root elsewhere than Linux, or without CAP_SETPCAP)."""
+    if os.geteuid() != 0:
+        return None
+    if not sys.platform.startswith("linux"):
+        pytest.skip("running as root and cannot drop file capabilities on this platform")
+    probe = subprocess.run(["true"], preexec_fn=drop_root_file_powers, check=False)
+    if probe.returncode != 0:
+        pytest.skip("running as root without the right to drop CAP_DAC_OVERRIDE")
+    return drop_root_file_powers

@@ -4,7 +4,6 @@ stay private (SPEC §5). SQLite only: these are about files, folders and environ
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import random
 import shlex
@@ -24,6 +23,7 @@ from clikit import (
     enqueue,
     files_under,
     job_ids,
+    modes_bind_preexec,
     run_queuectl,
 )
 from conftest import CLI, wait_for
@@ -199,30 +199,12 @@ def test_corrupt_store_file(sqlite_cli):
     assert Path(sqlite_cli.db).read_bytes() == garbage  # never "repaired" by overwriting
 
 
-def _drop_root_file_powers() -> None:
-    """Pre-exec hook: take away the capabilities that let root ignore file modes
-    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER), so chmod 0400 binds as for any user."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_capbset_drop = 24
-    for capability in (1, 2, 3):
-        if libc.prctl(pr_capbset_drop, capability, 0, 0, 0) != 0:
-            os._exit(99)
-
-
 def test_read_only_store_file(sqlite_cli):
     enqueue(sqlite_cli, id="kept", command="true")
     os.chmod(sqlite_cli.db, 0o400)
-    preexec = None
-    if os.geteuid() == 0:
-        # Root writes through chmod 0400. Dropping the capabilities for the child makes the
-        # mode bind; where that is not allowed (no CAP_SETPCAP) the case cannot be set up.
-        if not sys.platform.startswith("linux"):
-            pytest.skip("running as root and cannot drop file capabilities on this platform")
-        probe = subprocess.run(["true"], preexec_fn=_drop_root_file_powers, check=False)
-        if probe.returncode != 0:
-            pytest.skip("running as root without the right to drop CAP_DAC_OVERRIDE")
-        preexec = _drop_root_file_powers
     try:
+        # Root writes through chmod 0400: the hook takes that power away from the child.
+        preexec = modes_bind_preexec()
         result = run_queuectl(["enqueue", SPEC], sqlite_cli.env, sqlite_cli.cwd, preexec=preexec)
         message = assert_error(result, 1, mentions=[sqlite_cli.db])
         assert "read-only" in message or "readonly" in message or "permission" in message

@@ -257,11 +257,13 @@ def open_store(
     target: str | None = None,
     clock: Callable[[], float] | None = None,
     synchronous: str = "FULL",
+    reads_only: bool = False,
 ) -> Store:
     """Open (creating if needed) the store that TARGET names.
 
     `synchronous` is the SQLite durability default for this process (see sqlite_synchronous);
-    PostgreSQL commits are always durable."""
+    PostgreSQL commits are always durable. `reads_only`: the caller never writes, so an SQLite
+    store on a read-only file system is opened read-only instead of refused."""
     resolved = resolve_target(target)
     if is_postgres(resolved):
         from .postgres import PostgresStore
@@ -277,4 +279,5 @@ def open_store(
         clock=clock,
         create_parent=create_parent,
         synchronous=sqlite_synchronous(synchronous),
+        reads_only=reads_only,
     )

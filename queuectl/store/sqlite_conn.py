@@ -12,13 +12,25 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ..errors import StoreBusy, StoreError
 from . import sqlite_sql as sql
-from .sqlite_files import create_owner_only, file_identity, io_error_cause
+from .sqlite_files import (
+    READ_ONLY_FS,
+    create_owner_only,
+    file_identity,
+    io_error_cause,
+    lstat_or_none,
+    mend_modes,
+    on_read_only_fs,
+    read_only_cause,
+    read_only_uri,
+    stat_or_none,
+)
 from .wakeup import FifoWakeup, wake_dir_for
 
 MIN_SQLITE = (3, 35, 0)
@@ -71,6 +83,7 @@ class SQLiteStoreBase:
         clock: Callable[[], float] | None = None,
         create_parent: bool = False,
         synchronous: str = "NORMAL",
+        reads_only: bool = False,
     ) -> None:
         # Plain strings, not pathlib: `enqueue` runs in shell loops and pathlib costs 2 ms to
         # import; log_dir (for workers, show and logs) is a Path, made when asked for.
@@ -80,10 +93,11 @@ class SQLiteStoreBase:
         self._busy_timeout = busy_timeout
         self._clock = clock or time.time
         self._synchronous = synchronous
+        self._reads_only = reads_only
+        # Which file we have open, to notice when the path names another one (or none).
+        self._identity: tuple[int, int] | None = None
         self._conn: sqlite3.Connection | None = None
         self._conn = self._connect(create_parent, synchronous)
-        # Which file we have open, to notice when the path names another one (or none).
-        self._identity = file_identity(self.path)
         # Claims made through the current connection; those made through a connection to a
         # file that was since deleted or replaced are stale: they no longer hold anything.
         self._open_claims: set[tuple] = set()
@@ -101,23 +115,68 @@ class SQLiteStoreBase:
                 f"SQLite {sqlite3.sqlite_version} is too old: queuectl needs 3.35 or newer "
                 "(for UPDATE … RETURNING); use a Python built with a newer SQLite"
             )
-        parent = os.path.dirname(self.path)
-        if not os.path.isdir(parent):
-            if not create_parent:
-                raise StoreError(f"cannot open store {self.path}: folder {parent} does not exist")
-            try:
-                os.makedirs(parent, mode=0o700, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create folder {parent}: {exc.strerror}") from None
-        if os.path.isdir(self.path):
+        # One stat of each file serves every check below: `enqueue` runs in shell loops.
+        info = stat_or_none(self.path)
+        wal = shm = None
+        if info is None:
+            parent = os.path.dirname(self.path)
+            if not os.path.isdir(parent):
+                if not create_parent:
+                    raise StoreError(
+                        f"cannot open store {self.path}: folder {parent} does not exist"
+                    )
+                try:
+                    os.makedirs(parent, mode=0o700, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create folder {parent}: {exc.strerror}") from None
+            self._create_owner_only()
+            info = stat_or_none(self.path)
+        elif stat.S_ISDIR(info.st_mode):
             raise StoreError(f"cannot open store {self.path}: it is a folder")
-        self._create_owner_only()
+        else:
+            wal, shm = lstat_or_none(self.path + "-wal"), lstat_or_none(self.path + "-shm")
+            mend_modes(self.path, info, wal, shm)
+            if shm is not None and not self._reads_only and on_read_only_fs(self.path):
+                # SQLite reads a store on read-only media through an existing -shm without
+                # complaint, and only a write would fail: say so now, before `worker start`
+                # starts workers that could only wait.
+                raise StoreError(f"store {self.path} {read_only_cause(self.path)}")
+        # Taken before SQLite opens the file: a file swapped in meanwhile is then noticed.
+        self._identity = None if info is None else (info.st_dev, info.st_ino)
+        try:
+            return self._open(self.path, synchronous)
+        except StoreError:
+            # With a -shm there, SQLite needed none of ours: the error is about something else.
+            if not self._reads_only or shm is not None or not on_read_only_fs(self.path):
+                raise
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        return self._open_read_only(synchronous, wal)
+
+    def _open_read_only(self, synchronous: str, wal: os.stat_result | None) -> sqlite3.Connection:
+        """A store on a read-only file system, for a command that only reads.
+
+        SQLite reads a WAL store only through its -shm file, which it cannot create there
+        (the plain open above just failed for that): unless the store is opened immutable,
+        which reads the main file alone, with no -shm and no locks. A -wal file that holds
+        something may hold committed jobs that reading the main file alone would miss."""
+        if wal is not None and wal.st_size > 0:
+            raise StoreError(
+                f"store {self.path} {READ_ONLY_FS}, and its -wal file holds changes that SQLite "
+                "can read there only with the store's -shm file, which is missing: copy the "
+                "store and its -wal file to a writable folder to read them"
+            )
+        return self._open(read_only_uri(self.path), synchronous, uri=True)
+
+    def _open(self, database: str, synchronous: str, uri: bool = False) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                self.path,
+                database,
                 timeout=0,  # lock waits happen in translate
                 isolation_level=None,
                 check_same_thread=False,
+                uri=uri,
             )
         except sqlite3.Error as exc:
             raise self._store_error(exc) from None
@@ -173,8 +232,9 @@ class SQLiteStoreBase:
                 f"{where} is locked by another process; gave up after {self._busy_timeout:g}s"
             )
         if "readonly" in text or "read-only" in text:
-            # SQLite gives -wal and -shm the store file's mode when it creates them: after a
-            # chmod of a read-only store, they may still be read-only.
+            cause = read_only_cause(self.path)
+            if cause is not None:
+                return StoreError(f"{where} {cause}")
             return StoreError(
                 f"{where} is read-only: check the permissions of the file, of its -wal and -shm "
                 "files and of the folder"
@@ -182,6 +242,11 @@ class SQLiteStoreBase:
         if "not a database" in text or "malformed" in text:
             return StoreError(f"{where} is corrupt or not a queuectl store ({text})")
         if "unable to open" in text:
+            # Opening a WAL store also opens (or creates) its -wal and -shm files: one that
+            # cannot be written fails the open, although the store file itself is readable.
+            cause = read_only_cause(self.path)
+            if cause is not None:
+                return StoreError(f"{where} {cause}")
             return StoreError(f"cannot open {where}: check that it exists and is readable")
         if "full" in text:
             return StoreError(f"{where}: the disk is full ({text}); nothing was written")
@@ -225,7 +290,6 @@ class SQLiteStoreBase:
                 f"store {self.path} was deleted while in use; waiting for a store there again"
             )
         self._conn = self._connect(False, self._synchronous)
-        self._identity = file_identity(self.path)
         raise StoreError(
             f"store {self.path} was deleted or replaced while in use: now using the file there"
         )
