@@ -22,6 +22,7 @@ from .models import Claim, Outcome, RunResult, log_file_name, retry_delay
 from .runner import (
     RunningCommand,
     close_inherited_fds,
+    group_alive,
     host_name,
     kill_orphaned_run,
     kill_unrecorded_run,
@@ -204,6 +205,9 @@ class Worker:
         run = lost[-1]
         if run.pid:
             killed = kill_orphaned_run(run.pid, job_id)
+            deadline = time.monotonic() + 2.0  # SIGKILL is not instant: see it gone
+            while killed and group_alive(run.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
         else:  # its worker died before recording the pid
             killed = kill_unrecorded_run(job_id, run.attempt, self._log_dir)
         if killed:
@@ -281,6 +285,10 @@ class Worker:
         next job, claimed in the transaction that records this one's outcome, if any."""
         crash_point("after-claim")
         job = claim.job
+        if claim.attempt > 1:
+            # A rescuer requeues a lost run and kills what it left behind in two steps; a
+            # worker of this host may claim the job in between. Kill first, then start.
+            self._retrying(lambda: self._kill_leftovers(job.id), while_stopping=True)
         if not self.quiet:
             self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
         log_path = os.path.join(self._log_dir, log_file_name(job.id, claim.run_id, claim.worker_id))

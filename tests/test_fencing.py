@@ -112,7 +112,9 @@ def test_a_frozen_worker_s_command_is_killed_before_the_rerun_starts(sqlite_cli,
     time.sleep(0.2)
     os.kill(worker["pid"], signal.SIGSTOP)
     try:
-        pools.start(cli)  # a second pool rescues the job once the lease has run out
+        # A second pool rescues the job once the lease has run out; with three workers, one may
+        # claim the rerun between the rescue and the kill of what the frozen run left behind.
+        pools.start(cli, "--count", "3")
         done = wait_state(cli, job, "completed")
     finally:
         os.kill(worker["pid"], signal.SIGCONT)
