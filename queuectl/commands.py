@@ -121,7 +121,14 @@ def worker_stop(ctx: Context, timeout: float) -> None:
     click.echo(f"asked {len(asked)} worker(s) to stop; waiting up to {timeout:g}s")
     left = ctx.queue.wait_for_workers_exit(asked, timeout)
     if left:
-        raise click.ClickException(f"{len(left)} worker(s) still running after {timeout:g}s")
+        message = f"{len(left)} worker(s) still running after {timeout:g}s"
+        silent = ctx.queue.unreachable(left)
+        if silent:
+            message += (
+                f"; {len(silent)} of them unreachable (not heard from for up to"
+                f" {max(silent.values()):.0f}s): they stop when they reach the store again"
+            )
+        raise click.ClickException(message)
     click.echo(f"{len(asked)} worker(s) stopped")
 
 

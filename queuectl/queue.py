@@ -228,6 +228,24 @@ class Queue:
                 return sorted(waiting)
             time.sleep(0.1)
 
+    def unreachable(self, worker_ids: Sequence[str]) -> dict[str, float]:
+        """Of these workers, those not heard from for several heartbeats (a partition, a
+        frozen host), with how many seconds each has been silent. Their stop request stays
+        in the store: they obey it when they reach it again."""
+        from .worker import heartbeat_interval
+
+        lease = self.settings()["lease-seconds"]
+        silent = _silent_for(self.store, self.live_workers(lease), worker_ids)
+        limit = 3 * heartbeat_interval(lease)
+        return {worker_id: seconds for worker_id, seconds in silent.items() if seconds > limit}
+
+
+def _silent_for(
+    store: Store, workers: Sequence[WorkerInfo], ids: Sequence[str]
+) -> dict[str, float]:
+    now = store.now()
+    return {w.id: now - w.last_heartbeat for w in workers if w.id in ids}
+
 
 def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
     """The ids of the workers on this host whose process has gone."""

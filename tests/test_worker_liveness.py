@@ -80,3 +80,19 @@ def test_worker_stop_counts_only_live_workers_after_one_was_replaced(cli, pools)
     # The pool stopped, and says a worker died unexpectedly on its way.
     assert pool.wait_exit() == 1
     assert status(cli)["workers"] == []
+
+
+def test_worker_stop_names_a_frozen_worker_unreachable_and_it_obeys_once_back(sqlite_cli, pools):
+    cli = speed_up(sqlite_cli, QUEUECTL_LEASE_SECONDS=LEASE)
+    pool = pools.start(cli)
+    (pid,) = wait_workers(cli, 1)
+    os.kill(pid, signal.SIGSTOP)  # a suspended host, as far as the store can tell
+    try:
+        result = cli("worker", "stop", "--timeout", "4")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert result.returncode == 1, result.stderr
+    assert "1 worker(s) still running after 4s; 1 of them unreachable" in result.stderr
+    # Back, it finds the stop that was asked for while it was away, and stops.
+    assert pool.wait_exit() == 0, pool.output()
+    assert "asked to stop through the store" in pool.output()
