@@ -156,8 +156,7 @@ class PostgresStore(PostgresStoreBase):
             row = cur.execute(sql.WORKER_HEARTBEAT, (worker_id,)).fetchone()
             if row is None and worker_id in self._worker_identity:
                 # Pruned while we were silent (a long stall); come back rather than vanish.
-                host, pid = self._worker_identity[worker_id]
-                cur.execute(sql.REGISTER_WORKER, (worker_id, host, pid))
+                cur.execute(sql.REGISTER_WORKER, self._worker_identity[worker_id])
             held = True
             if claim is not None:
                 cur.execute(sql.EXTEND_LEASE, claim_fence(claim, lease=lease_seconds))
@@ -313,10 +312,13 @@ class PostgresStore(PostgresStoreBase):
     # -- workers ---------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, host: str, pid: int) -> None:
-        self._worker_identity[worker_id] = (host, pid)
+        started = self._worker_identity.get(worker_id, {}).get("started")
+        identity = {"id": worker_id, "host": host, "pid": pid, "started": started}
+        self._worker_identity[worker_id] = identity
         # LISTEN before the first claim, so that nothing committed after it goes unheard.
         self._listen(check_missed=False)
-        self._write(sql.REGISTER_WORKER, (worker_id, host, pid))
+        # Remembered, so that coming back after a prune keeps the original start time.
+        identity["started"] = self._value(sql.REGISTER_WORKER, identity)
 
     def unregister_worker(self, worker_id: str) -> None:
         self._worker_identity.pop(worker_id, None)

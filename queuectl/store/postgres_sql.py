@@ -297,10 +297,13 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value
 DELETE_CONFIG = "DELETE FROM queuectl_config WHERE key = %s"
 SELECT_CONFIG_KEY = "SELECT 1 FROM queuectl_config WHERE key = %s"
 
+# A worker registering again (its row pruned after a long silence, or a retry whose first try
+# landed) keeps the start time it had: `status` shows when it started, not when it came back.
 REGISTER_WORKER = f"""
 INSERT INTO queuectl_workers (id, host, pid, started_at, last_heartbeat)
-VALUES (%s, %s, %s, {NOW}, {NOW})
+VALUES (%(id)s, %(host)s, %(pid)s, COALESCE(%(started)s, {NOW}), {NOW})
 ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat
+RETURNING started_at
 """
 UNREGISTER_WORKER = "DELETE FROM queuectl_workers WHERE id = %s"
 # A worker's current job is derived, not stored: whatever it holds in `processing`.
