@@ -17,17 +17,18 @@ Retries back off and give up after about `busy_timeout` (a heartbeat sooner, so 
 monitor keeps enforcing timeouts) with StoreError, which workers retry in their own loop and
 the CLI reports in one line. Opening the store does not retry: a server that is down or a bad
 URL is reported at once.
+
+Driver messages pass through `scrub` first (postgres_messages.py): they quote URLs, and URLs
+may hold passwords.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 try:
     import psycopg
@@ -38,6 +39,7 @@ except ImportError:  # the `postgres` extra is not installed
 
 from ..errors import StoreBusy, StoreError
 from . import postgres_sql as sql
+from .postgres_messages import mask_password, message, scrub
 
 INSTALL_HINT = (
     "PostgreSQL support needs psycopg 3: from the queuectl checkout run pip install '.[postgres]'"
@@ -48,27 +50,6 @@ CONNECTION_DEFAULTS = (
     "keepalives_count=3"
 )
 RETRY = object()  # a probe's answer: the lost transaction did not land; run it again
-
-
-def mask_password(url: str) -> str:
-    """The URL with any password replaced by ***, for messages and `status`."""
-    url = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"^([^:/]+://[^:@/]*):[^@/]*@", r"\1:***@", url)
-    user, at, hosts = parts.netloc.rpartition("@")
-    if at and ":" in user:
-        netloc = f"{user.split(':', 1)[0]}:***@{hosts}"
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-def _message(exc: BaseException) -> str:
-    """The driver's message on one line (they often span several)."""
-    diag = getattr(exc, "diag", None)
-    text = (diag.message_primary if diag is not None else None) or str(exc) or type(exc).__name__
-    return " ".join(text.split())
 
 
 class PostgresStoreBase:
@@ -92,7 +73,7 @@ class PostgresStoreBase:
         except psycopg.Error as exc:
             if self._conn is None and isinstance(exc, psycopg.OperationalError):
                 error = StoreError(
-                    f"cannot connect to PostgreSQL at {self.description}: {_message(exc)}"
+                    f"cannot connect to PostgreSQL at {self.description}: {self._text(exc)}"
                 )
             else:
                 error = self._error(exc)
@@ -105,7 +86,7 @@ class PostgresStoreBase:
         try:
             given = conninfo_to_dict(url)
         except psycopg.Error as exc:
-            raise StoreError(f"bad PostgreSQL URL {self.description}: {_message(exc)}") from None
+            raise StoreError(f"bad PostgreSQL URL {self.description}: {self._text(exc)}") from None
         extra = {k: v for k, v in conninfo_to_dict(CONNECTION_DEFAULTS).items() if k not in given}
         if "connect_timeout" not in given:
             extra["connect_timeout"] = str(max(2, int(min(self._busy_timeout, 10))))
@@ -194,7 +175,7 @@ class PostgresStoreBase:
                 if time.monotonic() + delay > deadline:
                     raise StoreError(
                         f"lost the connection to PostgreSQL at {self.description} and could "
-                        f"not get it back: {_message(exc)}"
+                        f"not get it back: {self._text(exc)}"
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -229,7 +210,7 @@ class PostgresStoreBase:
 
     def _error(self, exc: BaseException) -> StoreError:
         where = f"PostgreSQL store {self.description}"
-        text = _message(exc)
+        text = self._text(exc)
         if isinstance(exc, pg_errors.LockNotAvailable):
             return StoreBusy(
                 f"{where} is locked by another session; gave up after {self._busy_timeout:g}s"
@@ -245,6 +226,10 @@ class PostgresStoreBase:
         if isinstance(exc, pg_errors.DiskFull):
             return StoreError(f"{where}: the server's disk is full; nothing was written")
         return StoreError(f"{where}: {text}")
+
+    def _text(self, exc: BaseException) -> str:
+        """The driver's message on one line, without any password the URL holds."""
+        return scrub(message(exc), self.target, self.description)
 
     def now(self) -> float:
         return self._value(sql.SERVER_TIME)
