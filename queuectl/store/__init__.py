@@ -257,16 +257,26 @@ def open_store(
     target: str | None = None,
     clock: Callable[[], float] | None = None,
     synchronous: str = "FULL",
+    call_timeout: float | None = None,
+    deadline: float | None = None,
 ) -> Store:
     """Open (creating if needed) the store that TARGET names.
 
     `synchronous` is the SQLite durability default for this process (see sqlite_synchronous);
-    PostgreSQL commits are always durable."""
+    PostgreSQL commits are always durable.
+
+    PostgreSQL only (SQLite's waits are local and bounded by its busy timeout): `call_timeout`,
+    the most seconds any one store call may take whatever the network or server does (a
+    worker's heartbeat during a silent partition fails within it; leave None for big bulk
+    adds); `deadline`, a time.monotonic() value no call waits past (a command's own
+    --timeout). Both are documented on PostgresStoreBase (store/postgres_conn.py)."""
     resolved = resolve_target(target)
     if is_postgres(resolved):
         from .postgres import PostgresStore
 
-        return PostgresStore(resolved, busy_timeout=busy_timeout())
+        return PostgresStore(
+            resolved, busy_timeout=busy_timeout(), call_timeout=call_timeout, deadline=deadline
+        )
     from .sqlite import SQLiteStore
 
     path = sqlite_path(resolved)

@@ -26,6 +26,17 @@ MIGRATION_LOCK = 0x71756575_6563746C  # "queuectl" in ASCII; fits a signed bigin
 
 CHANNEL = "queuectl_jobs"
 
+
+def set_session(count: int) -> str:
+    """One round trip setting `count` session settings; parameters: name, value, name, …
+    (postgres_conn.py's Limits chooses the values and says why)."""
+    return "SELECT " + ", ".join(["set_config(%s, %s, false)"] * count)
+
+
+# For the rest of one transaction: no statement_timeout. Migrations and bulk adds may
+# legitimately run long; a silent network still ends them (TCP keepalives and user timeout).
+NO_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', '0', true)"
+
 SCHEMA_TABLE_EXISTS = "SELECT to_regclass('queuectl_schema_version') IS NOT NULL"
 SELECT_SCHEMA = "SELECT version, store_id FROM queuectl_schema_version"
 LOCK_MIGRATIONS = f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
@@ -127,6 +138,8 @@ COPY queuectl_jobs (id, command, state, max_retries, priority, queue, run_at, ti
 """
 # The time every row of the COPY is stamped with: the transaction's, like NOW in a statement.
 TRANSACTION_TIME = f"SELECT {NOW}"
+# The same for a bulk add, which also lifts the statement timeout for its COPY (one round trip).
+BULK_TRANSACTION_TIME = f"SELECT {NOW}, set_config('statement_timeout', '0', true)"
 
 ANALYZE_JOBS = "ANALYZE queuectl_jobs"
 
