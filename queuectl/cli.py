@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 
 import click
@@ -22,6 +23,29 @@ from .config import ConfigError
 from .errors import QueueError
 from .models import SpecError
 from .queue import Queue
+from .store import open_store
+
+# Commands whose --timeout bounds the whole call, waits on the store included (SPEC §5: "a CLI
+# call honours its own --timeout", also when the network goes silent): the store they open
+# gets a deadline that long from then, plus TIMEOUT_GRACE for the last answer to arrive.
+# (`enqueue --timeout` is a job's field, not a bound on the call.)
+TIMEOUT_BOUNDED = {("worker", "stop")}
+TIMEOUT_GRACE = 2.0
+
+
+def command_deadline() -> float | None:
+    """The time.monotonic() by which the running command must be done with its store, if its
+    own --timeout says so (TIMEOUT_BOUNDED)."""
+    ctx = click.get_current_context(silent=True)
+    path: list[str] = []
+    node = ctx
+    while node is not None and node.parent is not None:
+        path.insert(0, node.command.name or "")
+        node = node.parent
+    timeout = ctx.params.get("timeout") if ctx is not None else None
+    if tuple(path) not in TIMEOUT_BOUNDED or timeout is None:
+        return None
+    return time.monotonic() + timeout + TIMEOUT_GRACE
 
 
 class Context:
@@ -34,7 +58,7 @@ class Context:
     @property
     def queue(self) -> Queue:
         if self._queue is None:
-            self._queue = Queue.open(self.db)
+            self._queue = Queue(open_store(self.db, deadline=command_deadline()))
         return self._queue
 
     def close(self) -> None:
