@@ -125,7 +125,8 @@ class PostgresStoreBase:
 
     def _build_conninfo(self, url: str) -> tuple[str, list[str]]:
         """The conninfo to connect with (the URL's own settings win over ours), and the
-        session limits to set on each connection (None where the URL's options set one)."""
+        session limits to set on each connection (name, value, …; those the URL's options
+        set are left out). Also notes the connect timeout in effect."""
         try:
             given = conninfo_to_dict(url)
         except psycopg.Error as exc:
@@ -137,6 +138,10 @@ class PostgresStoreBase:
         for name, value in self._limits.session_values():
             if name not in options:
                 session += [name, value]
+        try:
+            self._connect_timeout = float(given.get("connect_timeout") or self._limits.network)
+        except ValueError:  # psycopg says so when connecting
+            self._connect_timeout = self._limits.network
         try:
             return make_conninfo(url, **extra), session
         except psycopg.Error as exc:
@@ -155,7 +160,7 @@ class PostgresStoreBase:
         libpq's whole seconds allow."""
         timeout = {}
         left = math.ceil(cut_at - time.monotonic())
-        if left < self._limits.network:
+        if left < self._connect_timeout:
             timeout["connect_timeout"] = max(MIN_CONNECT_TIMEOUT, left)
         conn = psycopg.connect(self._conninfo, autocommit=True, **timeout)
         try:
