@@ -5,6 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# System tools of the network-partition tests (tests/netkit.py): they build network namespaces
+# with `ip`, forward to PostgreSQL with socat and drop packets silently with iptables. Installed
+# only when missing and only as root (apt-get update once, then only what is absent); without
+# them those tests skip and say why.
+need=()
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing ${need[*]} (network-partition tests)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" \
+    || echo "!! WARNING: could not install ${need[*]}: partition tests will be SKIPPED" >&2
+fi
+
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import click
@@ -23,6 +24,28 @@ from .config import ConfigError
 from .errors import QueueError
 from .models import SpecError
 from .queue import Queue
+
+# Commands whose --timeout bounds the whole call, waits on the store included (SPEC §5: "a CLI
+# call honours its own --timeout", also when the network goes silent): the store they open
+# gets a deadline that long from then, plus TIMEOUT_GRACE for the last answer to arrive.
+# (`enqueue --timeout` is a job's field, not a bound on the call.)
+TIMEOUT_BOUNDED = {("worker", "stop")}
+TIMEOUT_GRACE = 2.0
+
+
+def command_deadline() -> float | None:
+    """The time.monotonic() by which the running command must be done with its store, if its
+    own --timeout says so (TIMEOUT_BOUNDED)."""
+    ctx = click.get_current_context(silent=True)
+    path: list[str] = []
+    node = ctx
+    while node is not None and node.parent is not None:
+        path.insert(0, node.command.name or "")
+        node = node.parent
+    timeout = ctx.params.get("timeout") if ctx is not None else None
+    if tuple(path) not in TIMEOUT_BOUNDED or timeout is None:
+        return None
+    return time.monotonic() + timeout + TIMEOUT_GRACE
 
 
 class Context:
@@ -38,7 +61,9 @@ class Context:
     @property
     def queue(self) -> Queue:
         if self._queue is None:
-            self._queue = Queue.open(self.db, reads_only=self.reads_only)
+            self._queue = Queue.open(
+                self.db, reads_only=self.reads_only, deadline=command_deadline()
+            )
         return self._queue
 
     def close(self) -> None:

@@ -54,10 +54,13 @@ class Queue:
         self.store = store
 
     @classmethod
-    def open(cls, target: str | None = None, reads_only: bool = False) -> Queue:
+    def open(
+        cls, target: str | None = None, reads_only: bool = False, deadline: float | None = None
+    ) -> Queue:
         """The queue in the store TARGET names (see open_store); with `reads_only`, for callers
-        that only look, also a store on a read-only file system."""
-        return cls(open_store(target, reads_only=reads_only))
+        that only look, also a store on a read-only file system; `deadline`: a time.monotonic()
+        value no PostgreSQL call waits past."""
+        return cls(open_store(target, reads_only=reads_only, deadline=deadline))
 
     def close(self) -> None:
         self.store.close()

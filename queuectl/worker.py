@@ -32,6 +32,10 @@ from .store import ClaimRequest, Store, open_store
 # Store errors (locked, read-only, disk full, a server outage) make the worker wait this long
 # at most, then retry: short, so work is picked up again within a second of the store's return.
 MAX_STORE_RETRY_SECONDS = 1.0
+# PostgreSQL: no store call of a worker waits longer than this, whatever the network does (a
+# silent partition blocks a socket with no limit): a renewal that hangs fails and is retried on
+# a fresh connection, well inside the fence (lease.py). SQLite's waits are its busy timeout.
+STORE_CALL_SECONDS = 3.0
 # A pause between retries looks this often whether a stop was asked for (a signal does not cut
 # a sleep short: PEP 475 resumes it).
 PAUSE_SLICE_SECONDS = 0.05
@@ -518,7 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.parent is not None and os.getppid() != args.parent:
         return 1  # the supervisor is already gone
     try:
-        store = open_store(read_target(args.db), synchronous="NORMAL")
+        store = open_store(
+            read_target(args.db), synchronous="NORMAL", call_timeout=STORE_CALL_SECONDS
+        )
     except StoreError as exc:
         write_line(f"queuectl worker: {exc}")
         return 1

@@ -214,12 +214,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """Say loudly when PostgreSQL tests were skipped: a green run must not hide it."""
+    """Say loudly when PostgreSQL or network-partition tests were skipped: a green run must
+    not hide it."""
     skipped = terminalreporter.stats.get("skipped", [])
-    reasons = {
-        str(report.longrepr[-1]) for report in skipped if "PostgreSQL" in str(report.longrepr)
-    }
-    if reasons:
-        terminalreporter.write_sep("!", "PostgreSQL TESTS WERE SKIPPED", red=True, bold=True)
-        for reason in sorted(reasons):
-            terminalreporter.write_line(reason)
+    for word, title in (
+        ("PostgreSQL", "PostgreSQL TESTS WERE SKIPPED"),
+        ("network namespace", "NETWORK PARTITION TESTS WERE SKIPPED"),
+    ):
+        reasons = {str(report.longrepr[-1]) for report in skipped if word in str(report.longrepr)}
+        if reasons:
+            terminalreporter.write_sep("!", title, red=True, bold=True)
+            for reason in sorted(reasons):
+                terminalreporter.write_line(reason)

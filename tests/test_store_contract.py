@@ -646,13 +646,32 @@ def test_heartbeat_brings_back_a_worker_forgotten_during_a_stall(timed):
     store, unit = timed.store, timed.unit
     lease = 2 * unit
     store.register_worker("w1", "host-a", 7)
+    [registered] = store.live_workers(lease)
     timed.advance(3 * unit)
     store.rescue_expired(fixed_delay(0.0), lease)
     assert store.live_workers(1000 * unit) == []
     store.heartbeat("w1", lease, None)
     [worker] = store.live_workers(lease)
     assert (worker.id, worker.host, worker.pid) == ("w1", "host-a", 7)
+    # `status` shows when it started, not when it came back.
+    assert worker.started_at == registered.started_at < worker.last_heartbeat
     assert sorted(store.request_stop(lease)) == ["w1"]
+
+
+def test_a_worker_registering_again_keeps_its_start_time(timed):
+    # A worker that registers again after a reconnect (or after being pruned) is the same
+    # worker: its start time stays the first one.
+    store, unit = timed.store, timed.unit
+    lease = 2 * unit
+    store.register_worker("w1", "host-a", 7)
+    [first] = store.live_workers(lease)
+    timed.advance(unit)
+    store.register_worker("w1", "host-a", 7)  # the row is still there
+    timed.advance(3 * unit)
+    store.rescue_expired(fixed_delay(0.0), lease)
+    store.register_worker("w1", "host-a", 7)  # pruned meanwhile
+    [worker] = store.live_workers(lease)
+    assert worker.started_at == first.started_at < worker.last_heartbeat
 
 
 # ---------------------------------------------------------------------------------------------

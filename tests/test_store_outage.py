@@ -21,8 +21,10 @@ import pytest
 from conftest import CLI, postgres_admin_url, wait_for
 from workerkit import DEADLINE, enqueue, speed_up, wait_state
 
+from queuectl.worker import STORE_CALL_SECONDS
 
-@pytest.fixture(params=["sqlite"])  # PostgreSQL joins once its calls are bounded (issue 12)
+
+@pytest.fixture(params=["sqlite", "postgres"])
 def outage_db(request, tmp_path) -> Iterator[tuple[CLI, object]]:
     """A store of this test's own, and a switch that takes it away and brings it back."""
     if request.param == "sqlite":
@@ -100,5 +102,8 @@ def test_an_outage_is_said_once_ridden_through_and_a_stop_during_it_is_prompt(ou
     asked = time.monotonic()
     os.kill(pool.pid, signal.SIGTERM)
     pool.wait_exit()
-    # The back-off sleeps in short slices: the stop ends it at once, not after the pause.
-    assert time.monotonic() - asked < 3.0, pool.output()
+    # The back-off sleeps in short slices: the stop ends it at once, not after the pause. On
+    # PostgreSQL a call in flight, and then the unregistering, may each take the worker's whole
+    # call limit (STORE_CALL_SECONDS) first.
+    bound = 3.0 if cli.db.endswith(".db") else 3 * STORE_CALL_SECONDS
+    assert time.monotonic() - asked < bound, pool.output()

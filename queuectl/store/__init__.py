@@ -258,17 +258,27 @@ def open_store(
     clock: Callable[[], float] | None = None,
     synchronous: str = "FULL",
     reads_only: bool = False,
+    call_timeout: float | None = None,
+    deadline: float | None = None,
 ) -> Store:
     """Open (creating if needed) the store that TARGET names.
 
     `synchronous` is the SQLite durability default for this process (see sqlite_synchronous);
     PostgreSQL commits are always durable. `reads_only`: the caller never writes, so an SQLite
-    store on a read-only file system is opened read-only instead of refused."""
+    store on a read-only file system is opened read-only instead of refused.
+
+    PostgreSQL only (SQLite's waits are local and bounded by its busy timeout): `call_timeout`,
+    the most seconds any one store call may take whatever the network or server does (a
+    worker's heartbeat during a silent partition fails within it; leave None for big bulk
+    adds); `deadline`, a time.monotonic() value no call waits past (a command's own
+    --timeout). Both are documented on PostgresStoreBase (store/postgres_conn.py)."""
     resolved = resolve_target(target)
     if is_postgres(resolved):
         from .postgres import PostgresStore
 
-        return PostgresStore(resolved, busy_timeout=busy_timeout())
+        return PostgresStore(
+            resolved, busy_timeout=busy_timeout(), call_timeout=call_timeout, deadline=deadline
+        )
     from .sqlite import SQLiteStore
 
     path = sqlite_path(resolved)

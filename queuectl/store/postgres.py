@@ -71,8 +71,15 @@ class PostgresStore(PostgresStoreBase):
         if not specs:
             return []
 
+        # A big COPY may take longer than the statement_timeout meant for queue statements: it
+        # lifts it for its own transaction, and its cut-off gets a millisecond per row on top
+        # (ten times what a slow link needs). A caller that chose call_timeout keeps its bound.
+        bulk = len(specs) > 1 and self._call_timeout is None
+        time_statement = sql.BULK_TRANSACTION_TIME if bulk else sql.TRANSACTION_TIME
+        cut = self._limits.call + len(specs) / 1000 if bulk else None
+
         def insert(cur) -> list[str]:
-            now = cur.execute(sql.TRANSACTION_TIME).fetchone()[0]
+            now = cur.execute(time_statement).fetchone()[0]
             try:
                 # A savepoint: after a unique violation the transaction can still look up
                 # which id was taken (and is then rolled back as a whole).
@@ -91,7 +98,7 @@ class PostgresStore(PostgresStoreBase):
             ours = all(found.get(spec.id) == spec.command for spec in specs)
             return ids if ours else RETRY
 
-        added = self._run(insert, probe=landed)
+        added = self._run(insert, probe=landed, cut=cut)
         if len(specs) >= ANALYZE_AFTER:
             with contextlib.suppress(StoreError):  # only an optimization (and needs ownership)
                 self._write(sql.ANALYZE_JOBS)
@@ -156,8 +163,7 @@ class PostgresStore(PostgresStoreBase):
             row = cur.execute(sql.WORKER_HEARTBEAT, (worker_id,)).fetchone()
             if row is None and worker_id in self._worker_identity:
                 # Pruned while we were silent (a long stall); come back rather than vanish.
-                host, pid = self._worker_identity[worker_id]
-                cur.execute(sql.REGISTER_WORKER, (worker_id, host, pid))
+                cur.execute(sql.REGISTER_WORKER, self._worker_identity[worker_id])
             held = True
             if claim is not None:
                 cur.execute(sql.EXTEND_LEASE, claim_fence(claim, lease=lease_seconds))
@@ -313,10 +319,13 @@ class PostgresStore(PostgresStoreBase):
     # -- workers ---------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, host: str, pid: int) -> None:
-        self._worker_identity[worker_id] = (host, pid)
+        started = self._worker_identity.get(worker_id, {}).get("started")
+        identity = {"id": worker_id, "host": host, "pid": pid, "started": started}
+        self._worker_identity[worker_id] = identity
         # LISTEN before the first claim, so that nothing committed after it goes unheard.
         self._listen(check_missed=False)
-        self._write(sql.REGISTER_WORKER, (worker_id, host, pid))
+        # Remembered, so that coming back after a prune keeps the original start time.
+        identity["started"] = self._value(sql.REGISTER_WORKER, identity)
 
     def unregister_worker(self, worker_id: str) -> None:
         self._worker_identity.pop(worker_id, None)
@@ -341,10 +350,12 @@ class PostgresStore(PostgresStoreBase):
             return False
         listener = self._listener = None
         try:
-            listener = psycopg.connect(self._conninfo, autocommit=True)
-            listener.execute(sql.LISTEN)
-            # Anything committed before LISTEN went unheard: if it is ready, look now.
-            missed = check_missed and listener.execute(sql.ANY_READY).fetchone()[0]
+            cut_at = self._cut_at(time.monotonic())
+            listener = self._connect(cut_at)  # with the same limits as every connection
+            with self._watchdog.watch(listener, cut_at):
+                listener.execute(sql.LISTEN)
+                # Anything committed before LISTEN went unheard: if it is ready, look now.
+                missed = check_missed and listener.execute(sql.ANY_READY).fetchone()[0]
         except psycopg.Error:
             close_quietly(listener)
             return True

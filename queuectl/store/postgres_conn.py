@@ -17,17 +17,23 @@ Retries back off and give up after about `busy_timeout` (a heartbeat sooner, so 
 monitor keeps enforcing timeouts) with StoreError, which workers retry in their own loop and
 the CLI reports in one line. Opening the store does not retry: a server that is down or a bad
 URL is reported at once.
+
+A network that goes silent (packets dropped, no reset) must not hold a call forever (SPEC §5).
+Every connection carries limits (postgres_limits.py): the kernel gives up on a peer that stops
+acknowledging (tcp_user_timeout, keepalives), the server on statements and locks that take
+too long, and a watchdog cuts a call's connection at its cut-off (generous by default; exact
+with `call_timeout` or a `deadline`). Driver messages pass through `scrub` first
+(postgres_messages.py): they quote URLs, and URLs may hold passwords.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 try:
     import psycopg
@@ -38,62 +44,78 @@ except ImportError:  # the `postgres` extra is not installed
 
 from ..errors import StoreBusy, StoreError
 from . import postgres_sql as sql
+from .postgres_limits import MIN_CONNECT_TIMEOUT, Limits, Watchdog
+from .postgres_messages import mask_password, message, scrub
 
 INSTALL_HINT = (
     "PostgreSQL support needs psycopg 3: from the queuectl checkout run pip install '.[postgres]'"
 )
-# Connection settings we add unless the URL sets them: dead peers are noticed in ~30 s.
-CONNECTION_DEFAULTS = (
-    "application_name=queuectl keepalives=1 keepalives_idle=10 keepalives_interval=5 "
-    "keepalives_count=3"
-)
 RETRY = object()  # a probe's answer: the lost transaction did not land; run it again
 
 
-def mask_password(url: str) -> str:
-    """The URL with any password replaced by ***, for messages and `status`."""
-    url = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"^([^:/]+://[^:@/]*):[^@/]*@", r"\1:***@", url)
-    user, at, hosts = parts.netloc.rpartition("@")
-    if at and ":" in user:
-        netloc = f"{user.split(':', 1)[0]}:***@{hosts}"
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-def _message(exc: BaseException) -> str:
-    """The driver's message on one line (they often span several)."""
-    diag = getattr(exc, "diag", None)
-    text = (diag.message_primary if diag is not None else None) or str(exc) or type(exc).__name__
-    return " ".join(text.split())
-
-
 class PostgresStoreBase:
-    """The connection and its transactions; the operations are PostgresStore's (postgres.py)."""
+    """The connection and its transactions; the operations are PostgresStore's (postgres.py).
 
-    def __init__(self, url: str, busy_timeout: float = 30.0) -> None:
+    Options, beside the URL:
+
+    busy_timeout: seconds a call waits for a locked row, and keeps trying to get a lost
+        connection back, before it fails (StoreBusy / StoreError). The CLI's is 30 s (SPEC §5).
+    call_timeout: None, or the most seconds one call (one store method) may take whatever the
+        server or the network does: a lock, a slow statement, a silent network, reconnecting.
+        Past it the call fails with StoreError (StoreBusy when the server reported a lock or a
+        slow statement, which it does first, at half and 0.8 of it); a connection left
+        blocked is cut and the next call opens a fresh one. It also tightens the network limits
+        (see `Limits`). For callers that must hear back in time, such as a worker's heartbeat
+        during a partition (a few seconds: 3 is a good value; under 2 s, connecting cannot be
+        bounded as tightly, libpq counts whole seconds). It bounds every call, bulk adds too:
+        leave it None for big `add`s. None (the default): the limits of `Limits.choose`, in
+        which a silent network is given up after about NETWORK_TIMEOUT per try and a call is
+        cut after 2 * busy_timeout + NETWORK_TIMEOUT (70 s for the CLI) at the latest.
+    deadline: None, or a time.monotonic() value no call waits past (the CLI's commands with a
+        --timeout of their own, SPEC §5); calls at or after it fail at once. Settable later
+        as the `deadline` attribute.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        busy_timeout: float = 30.0,
+        call_timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> None:
         if psycopg is None:
             raise StoreError(INSTALL_HINT)
+        if call_timeout is not None and not call_timeout > 0:
+            raise ValueError(f"call_timeout must be a positive number of seconds: {call_timeout}")
         self.target = url  # what a worker process passes to open_store
         self.description = mask_password(url)
+        self.deadline = deadline
         self._busy_timeout = busy_timeout
+        self._call_timeout = call_timeout
+        self._limits = Limits.choose(busy_timeout, call_timeout)
         self._lock = threading.RLock()
+        self._watchdog = Watchdog()
         self._conn: psycopg.Connection | None = None
         self._listener: psycopg.Connection | None = None
-        self._worker_identity: dict[str, tuple[str, int]] = {}
+        self._worker_identity: dict[str, dict] = {}
         self._log_dir = None
-        self._conninfo = self._build_conninfo(url)
+        self._conninfo, self._session = self._build_conninfo(url)
+        start = time.monotonic()
+        cut_at = self._cut_at(start)
+        if start >= cut_at:
+            raise self._no_answer(start, cut_at, None)
+        cut = None
         try:
-            self._conn = self._connect()
-            self._store_id = self._migrate(self._conn)
+            self._conn = self._connect(cut_at)
+            with self._watchdog.watch(self._conn, cut_at) as cut:
+                self._store_id = self._migrate(self._conn)
         except psycopg.Error as exc:
             if self._conn is None and isinstance(exc, psycopg.OperationalError):
                 error = StoreError(
-                    f"cannot connect to PostgreSQL at {self.description}: {_message(exc)}"
+                    f"cannot connect to PostgreSQL at {self.description}: {self._text(exc)}"
                 )
+            elif cut is not None and cut.fired:
+                error = self._no_answer(start, cut_at, None)
             else:
                 error = self._error(exc)
             self.close()
@@ -101,23 +123,53 @@ class PostgresStoreBase:
 
     # -- opening ---------------------------------------------------------------------------
 
-    def _build_conninfo(self, url: str) -> str:
+    def _build_conninfo(self, url: str) -> tuple[str, list[str]]:
+        """The conninfo to connect with (the URL's own settings win over ours), and the
+        session limits to set on each connection (name, value, …; those the URL's options
+        set are left out). Also notes the connect timeout in effect."""
         try:
             given = conninfo_to_dict(url)
         except psycopg.Error as exc:
-            raise StoreError(f"bad PostgreSQL URL {self.description}: {_message(exc)}") from None
-        extra = {k: v for k, v in conninfo_to_dict(CONNECTION_DEFAULTS).items() if k not in given}
-        if "connect_timeout" not in given:
-            extra["connect_timeout"] = str(max(2, int(min(self._busy_timeout, 10))))
-        return make_conninfo(url, **extra)
+            raise StoreError(f"bad PostgreSQL URL {self.description}: {self._text(exc)}") from None
+        extra = {k: v for k, v in self._limits.connection_params().items() if k not in given}
+        # Settings the URL's options (`-c statement_timeout=…`) choose are left to them.
+        options = str(given.get("options", ""))
+        session: list[str] = []
+        for name, value in self._limits.session_values():
+            if name not in options:
+                session += [name, value]
+        try:
+            self._connect_timeout = float(given.get("connect_timeout") or self._limits.network)
+        except ValueError:  # psycopg says so when connecting
+            self._connect_timeout = self._limits.network
+        try:
+            return make_conninfo(url, **extra), session
+        except psycopg.Error as exc:
+            raise StoreError(f"bad PostgreSQL URL {self.description}: {self._text(exc)}") from None
 
-    def _connect(self) -> psycopg.Connection:
-        conn = psycopg.connect(self._conninfo, autocommit=True)
-        # A row lock held too long becomes StoreBusy instead of a hang (SPEC §5).
-        conn.execute(
-            "SELECT set_config('lock_timeout', %s, false)",
-            (f"{max(1, int(self._busy_timeout * 1000))}ms",),
-        )
+    def _cut_at(self, start: float, seconds: float | None = None) -> float:
+        """When a call started at `start` is cut: `Limits.call` later (or `seconds` later, a
+        bulk add's own bound, unless the caller chose call_timeout), never past the deadline."""
+        if seconds is None or self._call_timeout is not None:
+            seconds = self._limits.call
+        end = start + seconds
+        return end if self.deadline is None else min(end, self.deadline)
+
+    def _connect(self, cut_at: float) -> psycopg.Connection:
+        """A new connection with the session limits set; bounded by `cut_at` as closely as
+        libpq's whole seconds allow."""
+        timeout = {}
+        left = math.ceil(cut_at - time.monotonic())
+        if left < self._connect_timeout:
+            timeout["connect_timeout"] = max(MIN_CONNECT_TIMEOUT, left)
+        conn = psycopg.connect(self._conninfo, autocommit=True, **timeout)
+        try:
+            if self._session:
+                with self._watchdog.watch(conn, cut_at):
+                    conn.execute(sql.set_session(len(self._session) // 2), self._session)
+        except BaseException:
+            close_quietly(conn)
+            raise
         return conn
 
     def _migrate(self, conn: psycopg.Connection) -> str:
@@ -127,6 +179,7 @@ class PostgresStoreBase:
             if row is not None and row[0] >= len(sql.MIGRATIONS):
                 return row[1]
         with conn.transaction():
+            conn.execute(sql.NO_STATEMENT_TIMEOUT)  # a migration may rewrite a big table
             conn.execute(sql.LOCK_MIGRATIONS)
             conn.execute(sql.CREATE_SCHEMA_TABLE)
             row = conn.execute(sql.SELECT_SCHEMA).fetchone()
@@ -159,18 +212,27 @@ class PostgresStoreBase:
 
     # -- transactions and errors -----------------------------------------------------------
 
-    def _run(self, body: Callable, probe=None, single: bool = False, budget=None):
+    def _run(self, body: Callable, probe=None, single: bool = False, budget=None, cut=None):
         """Run body(cursor) as one transaction (`single`: one autocommit statement), reconnecting
-        after a lost connection; see the module docstring for when `probe` is asked first."""
-        deadline = time.monotonic() + (self._busy_timeout if budget is None else budget)
+        after a lost connection; see the module docstring for when `probe` is asked first.
+        Retries end after `budget` (default busy_timeout); the whole call ends at its cut-off
+        (`_cut_at`; `cut`: seconds instead of Limits.call, for a bulk add)."""
+        start = time.monotonic()
+        cut_at = self._cut_at(start, cut)
+        retry_until = min(cut_at, start + (self._busy_timeout if budget is None else budget))
         delay = 0.05
         unsure = False  # a COMMIT went out and its answer never came back
         while True:
             sent = False
+            watch = None
+            if time.monotonic() >= cut_at:
+                raise self._no_answer(start, cut_at, None)
             try:
                 with self._lock:
-                    conn = self._connection()
-                    with conn.cursor() as cur:
+                    # Connecting is bounded by the retry budget: a silent server is not
+                    # worth a try longer than the time left to try.
+                    conn = self._connection(retry_until)
+                    with self._watchdog.watch(conn, cut_at) as watch, conn.cursor() as cur:
                         if unsure and probe is not None:
                             with conn.transaction():
                                 answer = probe(cur)
@@ -189,21 +251,40 @@ class PostgresStoreBase:
             except psycopg.Error as exc:
                 if not self._lost(exc):
                     raise self._error(exc) from None
+                # The next try, and the next call, start on a fresh connection.
                 self._drop_connection()
                 unsure = unsure or sent
-                if time.monotonic() + delay > deadline:
+                now = time.monotonic()
+                if watch is not None and watch.fired:
+                    raise self._no_answer(start, cut_at, None) from None
+                if now + delay >= cut_at:
+                    raise self._no_answer(start, cut_at, exc) from None
+                if now + delay > retry_until:
                     raise StoreError(
                         f"lost the connection to PostgreSQL at {self.description} and could "
-                        f"not get it back: {_message(exc)}"
+                        f"not get it back: {self._text(exc)}"
                     ) from None
                 time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                # Short enough that a network back from a partition is used within about a
+                # second (each try to connect is bounded by connect_timeout, too).
+                delay = min(delay * 2, 0.5)
 
-    def _connection(self) -> psycopg.Connection:
+    def _connection(self, cut_at: float) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             self._conn = None
-            self._conn = self._connect()
+            self._conn = self._connect(cut_at)
         return self._conn
+
+    def _no_answer(self, start: float, cut_at: float, exc: BaseException | None) -> StoreError:
+        why = f": {self._text(exc)}" if exc is not None else ""
+        return StoreError(
+            f"no answer from PostgreSQL at {self.description} within the "
+            f"{max(0.0, cut_at - start):.3g}s allowed (is the network or the server down?){why}"
+        )
+
+    def _text(self, exc: BaseException) -> str:
+        """The driver's message on one line, without any password the URL holds."""
+        return scrub(message(exc), self.target, self.description)
 
     def _lost(self, exc: psycopg.Error) -> bool:
         conn = self._conn
@@ -229,10 +310,10 @@ class PostgresStoreBase:
 
     def _error(self, exc: BaseException) -> StoreError:
         where = f"PostgreSQL store {self.description}"
-        text = _message(exc)
+        text = self._text(exc)
         if isinstance(exc, pg_errors.LockNotAvailable):
             return StoreBusy(
-                f"{where} is locked by another session; gave up after {self._busy_timeout:g}s"
+                f"{where} is locked by another session; gave up after {self._limits.lock:g}s"
             )
         if isinstance(exc, pg_errors.QueryCanceled):  # the server's statement_timeout, or admin
             return StoreBusy(f"{where}: a statement was canceled ({text}); is the server busy?")

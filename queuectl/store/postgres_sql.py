@@ -26,6 +26,17 @@ MIGRATION_LOCK = 0x71756575_6563746C  # "queuectl" in ASCII; fits a signed bigin
 
 CHANNEL = "queuectl_jobs"
 
+
+def set_session(count: int) -> str:
+    """One round trip setting `count` session settings; parameters: name, value, name, …
+    (postgres_conn.py's Limits chooses the values and says why)."""
+    return "SELECT " + ", ".join(["set_config(%s, %s, false)"] * count)
+
+
+# For the rest of one transaction: no statement_timeout. Migrations and bulk adds may
+# legitimately run long; a silent network still ends them (TCP keepalives and user timeout).
+NO_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', '0', true)"
+
 SCHEMA_TABLE_EXISTS = "SELECT to_regclass('queuectl_schema_version') IS NOT NULL"
 SELECT_SCHEMA = "SELECT version, store_id FROM queuectl_schema_version"
 LOCK_MIGRATIONS = f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"
@@ -127,6 +138,8 @@ COPY queuectl_jobs (id, command, state, max_retries, priority, queue, run_at, ti
 """
 # The time every row of the COPY is stamped with: the transaction's, like NOW in a statement.
 TRANSACTION_TIME = f"SELECT {NOW}"
+# The same for a bulk add, which also lifts the statement timeout for its COPY (one round trip).
+BULK_TRANSACTION_TIME = f"SELECT {NOW}, set_config('statement_timeout', '0', true)"
 
 ANALYZE_JOBS = "ANALYZE queuectl_jobs"
 
@@ -297,10 +310,13 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value
 DELETE_CONFIG = "DELETE FROM queuectl_config WHERE key = %s"
 SELECT_CONFIG_KEY = "SELECT 1 FROM queuectl_config WHERE key = %s"
 
+# A worker registering again (its row pruned after a long silence, or a retry whose first try
+# landed) keeps the start time it had: `status` shows when it started, not when it came back.
 REGISTER_WORKER = f"""
 INSERT INTO queuectl_workers (id, host, pid, started_at, last_heartbeat)
-VALUES (%s, %s, %s, {NOW}, {NOW})
+VALUES (%(id)s, %(host)s, %(pid)s, COALESCE(%(started)s, {NOW}), {NOW})
 ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat
+RETURNING started_at
 """
 UNREGISTER_WORKER = "DELETE FROM queuectl_workers WHERE id = %s"
 # A worker's current job is derived, not stored: whatever it holds in `processing`.

@@ -194,8 +194,9 @@ class SQLiteStore(SQLiteStoreBase):
             row = conn.execute(sql.WORKER_HEARTBEAT, (now, worker_id)).fetchone()
             if row is None and worker_id in self._worker_identity:
                 # Pruned while we were silent (a long stall); come back rather than vanish.
-                host, pid = self._worker_identity[worker_id]
-                conn.execute(sql.REGISTER_WORKER, (worker_id, host, pid, now, now))
+                # Its original start time stays: `status` shows when it started.
+                host, pid, started = self._worker_identity[worker_id]
+                conn.execute(sql.REGISTER_WORKER, (worker_id, host, pid, started, now))
             if claim is not None:
                 held = (
                     conn.execute(
@@ -348,11 +349,13 @@ class SQLiteStore(SQLiteStoreBase):
 
     @translate
     def register_worker(self, worker_id: str, host: str, pid: int) -> None:
-        self._worker_identity[worker_id] = (host, pid)
         self._listen()
         with self._write() as conn:
             now = self.now()
-            conn.execute(sql.REGISTER_WORKER, (worker_id, host, pid, now, now))
+            # Registering again (after a prune) keeps the first start time, as heartbeat does.
+            started = self._worker_identity.get(worker_id, (host, pid, now))[2]
+            conn.execute(sql.REGISTER_WORKER, (worker_id, host, pid, started, now))
+            self._worker_identity[worker_id] = (host, pid, started)
 
     @translate
     def unregister_worker(self, worker_id: str) -> None:

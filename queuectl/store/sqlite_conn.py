@@ -102,7 +102,7 @@ class SQLiteStoreBase:
         # file that was since deleted or replaced are stale: they no longer hold anything.
         self._open_claims: set[tuple] = set()
         self._stale_claims: set[tuple] = set()
-        self._worker_identity: dict[str, tuple[str, int]] = {}
+        self._worker_identity: dict[str, tuple[str, int, float]] = {}  # host, pid, started
         self._wake_dir = wake_dir_for(self.path)
         self._wakeup: FifoWakeup | None = None
         self._wakeup_tried = False
