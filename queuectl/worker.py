@@ -36,6 +36,8 @@ MAX_STORE_RETRY_SECONDS = 1.0
 # silent partition blocks a socket with no limit): a renewal that hangs fails and is retried on
 # a fresh connection, well inside the fence (lease.py). SQLite's waits are its busy timeout.
 STORE_CALL_SECONDS = 3.0
+# When it stops while the store is failing, a worker tries this long to unregister.
+UNREGISTER_SECONDS = 1.0
 # A pause between retries looks this often whether a stop was asked for (a signal does not cut
 # a sleep short: PEP 475 resumes it).
 PAUSE_SLICE_SECONDS = 0.05
@@ -121,7 +123,10 @@ class Worker:
         self._orphaned = False  # its supervisor died (see handle_signal)
         self._running: RunningCommand | None = None
         self._settings: dict = {}
-        self._bad_setting: str | None = None  # the last bad stored setting said
+        self._bad_setting: str | None = None
+        self._store_failing = (
+            False  # the last store call of the main loop failed  # the last bad stored setting said
+        )
         self._claim_sent = 0.0  # monotonic time the call that made the current claim was sent
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
         self._log_dir = os.fspath(store.log_dir)  # a string: joined once per job
@@ -139,6 +144,11 @@ class Worker:
                 self._retrying(self._maintain)
                 self._loop()
             finally:
+                if self._store_failing and hasattr(self.store, "deadline"):
+                    # Stopping during an outage: one short try, not the whole call limit (the
+                    # row goes when its lease runs out anyway). PostgreSQL only: SQLite's wait
+                    # is its busy timeout.
+                    self.store.deadline = time.monotonic() + UNREGISTER_SECONDS
                 try:
                     self.store.unregister_worker(self.id)
                 except StoreError as exc:
@@ -257,6 +267,7 @@ class Worker:
             try:
                 result = action()
             except StoreError as exc:
+                self._store_failing = True
                 if self._abandon(while_stopping):
                     return None
                 if str(exc) != failing:
@@ -265,6 +276,7 @@ class Worker:
                 self._pause(delay, while_stopping)
                 delay = min(delay * 2, MAX_STORE_RETRY_SECONDS)
                 continue
+            self._store_failing = False
             if failing is not None:
                 self.say("store reachable again")
             return result
