@@ -123,10 +123,17 @@ class QueuectlGroup(Group):
     group_class = Group
 
     def invoke(self, ctx: click.Context):
+        from .formatting import clean
+
         try:
             return super().invoke(ctx)
         except (QueueError, SpecError, ConfigError) as exc:
-            raise click.ClickException(str(exc)) from None
+            # Messages quote what users and servers gave (paths, ids, a database's name):
+            # control characters are escaped here, once for every command (SPEC §4).
+            raise click.ClickException(clean(str(exc))) from None
+        except click.ClickException as exc:
+            exc.message = clean(exc.message)
+            raise
         except BrokenPipeError:
             # `queuectl list | head`: the reader left; that is not an error of ours.
             sys.stderr.close()

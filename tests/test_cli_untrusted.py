@@ -131,3 +131,23 @@ def test_nasty_queue_names_are_only_data(cli):
         assert job_ids(cli, "--queue", name) == [f"j{index}"]
         assert cli.json("show", f"j{index}")["queue"] == name
     assert len(assert_ok(cli("list")).splitlines()) == 1 + len(names)
+
+
+RAW_CONTROLS = ("\x1b", "\x07", "\r", "\x7f", "\x9b", "\u2028", "\u202e")
+
+
+def test_error_messages_escape_control_characters_from_paths_and_servers(cli, tmp_path):
+    # A store path, or a database name that the server quotes back, can carry terminal escapes.
+    hostile = "x\x1b[31mRED\x07\r\x7f\x9b\u2028\u202e"
+    if cli.db.endswith(".db"):
+        target = str(tmp_path / hostile / "q.db")
+    else:
+        from urllib.parse import quote
+
+        base, _, _ = cli.db.partition("?")
+        target = base.rsplit("/", 1)[0] + "/" + quote(hostile, safe="")
+    result = cli("--db", target, "status")
+    assert result.returncode == 1, result.stderr
+    for raw in RAW_CONTROLS:
+        assert raw not in result.stderr, repr(result.stderr)
+    assert "\\x1b[31mRED\\x07" in result.stderr, result.stderr
