@@ -60,12 +60,25 @@ def _plain(text: str, minimum: float, integer: bool) -> tuple[str, str | None]:
     raise ConfigError(f"{text!r} is not a plain decimal number (ASCII digits 0-9, one '.')")
 
 
-def _number(minimum: float) -> Callable[[str], float]:
+def _below(whole: str, fraction: str | None, minimum: str) -> bool:
+    """Whether the decimal `whole.fraction` is below `minimum` (a plain decimal), compared as
+    digits: float() rounds 0.99999999999999999 up to 1.0. (No `decimal` import: this is on
+    the path of every `enqueue`.)"""
+    whole = whole.lstrip("0") or "0"
+    least_whole, _, least_fraction = minimum.partition(".")
+    if (len(whole), whole) != (len(least_whole), least_whole):
+        return (len(whole), whole) < (len(least_whole), least_whole)
+    fraction = fraction or ""
+    width = max(len(fraction), len(least_fraction))
+    return fraction.ljust(width, "0") < least_fraction.ljust(width, "0")
+
+
+def _number(minimum: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        whole, fraction = _plain(text, minimum, integer=False)
+        whole, fraction = _plain(text, float(minimum), integer=False)
+        if _below(whole, fraction, minimum):
+            raise ConfigError(f"must be at least {minimum}, got {canonical(text)}")
         value = float(whole if fraction is None else f"{whole}.{fraction}")
-        if value < minimum:
-            raise ConfigError(f"must be at least {minimum:g}, got {canonical(text)}")
         if value > MAX_SECONDS:  # the bound a job spec's seconds have (models.check_seconds)
             raise ConfigError(f"must be at most {MAX_SECONDS:g}, got {canonical(text)}")
         return value
@@ -93,14 +106,14 @@ KEYS: dict[str, Key] = {
     key.name: key
     for key in (
         Key("max-retries", "3", _count, "retries after the first run, for jobs that don't set it"),
-        Key("backoff-base", "2", _number(0), "retry k waits backoff-base ** k seconds"),
-        Key("backoff-max", "3600", _number(0), "cap on one backoff delay, in seconds"),
-        Key("job-timeout", "300", _number(0), "default run time limit in seconds; 0 = none"),
+        Key("backoff-base", "2", _number("0"), "retry k waits backoff-base ** k seconds"),
+        Key("backoff-max", "3600", _number("0"), "cap on one backoff delay, in seconds"),
+        Key("job-timeout", "300", _number("0"), "default run time limit in seconds; 0 = none"),
         # A lease under a second is within ordinary scheduling and store delays: live
         # workers would lose their leases and requeue each other's jobs. A poll under 10 ms
         # keeps a core busy for nothing.
-        Key("lease-seconds", "30", _number(1), "silence after which a job is requeued"),
-        Key("poll-interval", "1.0", _number(0.01), "longest idle wait between looks"),
+        Key("lease-seconds", "30", _number("1"), "silence after which a job is requeued"),
+        Key("poll-interval", "1.0", _number("0.01"), "longest idle wait between looks"),
     )
 }
 

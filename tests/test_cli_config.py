@@ -94,6 +94,8 @@ BAD_VALUES = [
     ("backoff-max", "٣٦٠٠"),
     # Values no worker can live with: leases shorter than scheduling delays, a busy loop.
     ("lease-seconds", "0.0001"),
+    ("lease-seconds", "0.99999999999999999"),  # float() rounds it up to 1.0
+    ("poll-interval", "0.0099999999999999999"),
     ("lease-seconds", "0.5"),
     ("poll-interval", "1e-9"),
     ("poll-interval", "0.001"),
