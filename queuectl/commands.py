@@ -115,6 +115,12 @@ def worker_stop(ctx: Context, timeout: float) -> None:
       queuectl worker stop --timeout 120
     """
     asked = ctx.queue.request_stop()
+    away = ctx.queue.away_workers()
+    if away:
+        click.echo(
+            f"{len(away)} worker(s) could not be reached (lease ran out; not heard from for up"
+            f" to {max(away.values()):.0f}s): they stop if they come back"
+        )
     if not asked:
         click.echo("no workers are running")
         return

@@ -231,6 +231,18 @@ class Queue:
                 return sorted(waiting)
             time.sleep(0.1)
 
+    def away_workers(self) -> dict[str, float]:
+        """Workers whose lease ran out but whose row is still there (not known to be dead): cut
+        off, frozen, or died on another host. With how long each has been silent. A stop asked
+        for now applies to them if they come back (SPEC §5)."""
+        from .models import MAX_SECONDS
+
+        lease = self.settings()["lease-seconds"]
+        rows = self.store.live_workers(MAX_SECONDS)  # every registered worker, however silent
+        dead = _dead_here(rows)
+        silent = _silent_for(self.store, rows, [w.id for w in rows if w.id not in dead])
+        return {worker_id: seconds for worker_id, seconds in silent.items() if seconds > lease}
+
     def unreachable(self, worker_ids: Sequence[str]) -> dict[str, float]:
         """Of these workers, those not heard from for several heartbeats (a partition, a
         frozen host), with how many seconds each has been silent. Their stop request stays

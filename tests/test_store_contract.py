@@ -16,7 +16,7 @@ from conftest import wait_for
 
 from queuectl.errors import DuplicateJob, InvalidTransition, JobNotFound
 from queuectl.models import STATES, JobState, Outcome, RunResult, build_spec
-from queuectl.store import ClaimRequest, open_store
+from queuectl.store import ClaimRequest, open_store, worker_row_kept
 
 DEFAULTS = {"max-retries": 3, "job-timeout": 300.0}
 LEASE = 60.0
@@ -630,12 +630,14 @@ def test_stale_claim_is_fenced_after_dlq_retry_resets_the_attempt_count(timed):
 
 def test_rescue_forgets_silent_workers(timed):
     store, unit = timed.store, timed.unit
+    # Kept well past the lease (worker stop reports it as not reached), then forgotten.
+    lease = unit / 5
     store.register_worker("silent", "host-a", 1)
-    timed.advance(2 * unit)
+    timed.advance(worker_row_kept(lease) + unit / 2)
     store.register_worker("alive", "host-b", 2)
-    timed.advance(unit)
+    store.rescue_expired(fixed_delay(0.0), 20 * lease)
     assert sorted(w.id for w in store.live_workers(1000 * unit)) == ["alive", "silent"]
-    store.rescue_expired(fixed_delay(0.0), 2 * unit)
+    store.rescue_expired(fixed_delay(0.0), lease)
     assert [w.id for w in store.live_workers(1000 * unit)] == ["alive"]
 
 
@@ -644,10 +646,10 @@ def test_heartbeat_brings_back_a_worker_forgotten_during_a_stall(timed):
     # the rescuer; when it heartbeats again it must be listed again, or `worker stop` and
     # `status` would never see it.
     store, unit = timed.store, timed.unit
-    lease = 2 * unit
+    lease = unit / 5
     store.register_worker("w1", "host-a", 7)
     [registered] = store.live_workers(lease)
-    timed.advance(3 * unit)
+    timed.advance(worker_row_kept(lease) + unit / 2)
     store.rescue_expired(fixed_delay(0.0), lease)
     assert store.live_workers(1000 * unit) == []
     store.heartbeat("w1", lease, None)
@@ -662,16 +664,30 @@ def test_a_worker_registering_again_keeps_its_start_time(timed):
     # A worker that registers again after a reconnect (or after being pruned) is the same
     # worker: its start time stays the first one.
     store, unit = timed.store, timed.unit
-    lease = 2 * unit
+    lease = unit / 5
     store.register_worker("w1", "host-a", 7)
     [first] = store.live_workers(lease)
     timed.advance(unit)
     store.register_worker("w1", "host-a", 7)  # the row is still there
-    timed.advance(3 * unit)
+    timed.advance(worker_row_kept(lease) + unit / 2)
     store.rescue_expired(fixed_delay(0.0), lease)
     store.register_worker("w1", "host-a", 7)  # pruned meanwhile
     [worker] = store.live_workers(lease)
     assert worker.started_at == first.started_at < worker.last_heartbeat
+
+
+def test_a_worker_back_after_being_pruned_obeys_a_stop_asked_while_it_was_away(timed):
+    store, unit = timed.store, timed.unit
+    lease = unit / 5
+    store.register_worker("away", "host-a", 7)
+    timed.advance(worker_row_kept(lease) + unit / 2)
+    store.rescue_expired(fixed_delay(0.0), lease)
+    assert store.live_workers(1000 * unit) == []
+    assert store.request_stop(lease) == []  # nobody to ask now, but the request is kept
+    timed.advance(unit / 2)
+    store.register_worker("later", "host-b", 8)  # started after the stop: not affected
+    assert store.heartbeat("away", lease, None).stop_requested is True
+    assert store.heartbeat("later", lease, None).stop_requested is False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -815,7 +831,7 @@ def test_live_workers_leaves_out_silent_ones_and_heartbeat_keeps_them(timed):
     assert [w.id for w in store.live_workers(lease)] == ["beating"]
 
 
-def test_request_stop_reaches_live_workers_only(timed):
+def test_request_stop_asks_live_workers_and_reaches_those_away_when_they_return(timed):
     store, unit = timed.store, timed.unit
     lease = 4 * unit
     store.register_worker("stale", "h", 1)
@@ -828,7 +844,8 @@ def test_request_stop_reaches_live_workers_only(timed):
     assert store.heartbeat("w1", lease, None).stop_requested is True
     assert store.heartbeat("w2", lease, None).stop_requested is True
     assert store.heartbeat("late", lease, None).stop_requested is False
-    assert store.heartbeat("stale", lease, None).stop_requested is False
+    # Silent past its lease when the stop was asked (SPEC §5): it obeys when it comes back.
+    assert store.heartbeat("stale", lease, None).stop_requested is True
 
     add(store, "a")
     held = claim(store, "w1")

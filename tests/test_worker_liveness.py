@@ -96,3 +96,26 @@ def test_worker_stop_names_a_frozen_worker_unreachable_and_it_obeys_once_back(sq
     # Back, it finds the stop that was asked for while it was away, and stops.
     assert pool.wait_exit() == 0, pool.output()
     assert "asked to stop through the store" in pool.output()
+
+
+def test_a_worker_away_past_its_lease_is_reported_and_obeys_the_stop_when_back(cli, pools):
+    cli = speed_up(cli, QUEUECTL_LEASE_SECONDS="2")
+    away = pools.start(cli)
+    (pid,) = wait_workers(cli, 1)
+    present = pools.start(cli)  # keeps rescuing (and, before, pruning) while the other is away
+    wait_workers(cli, 2)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: pid not in live_pids(cli), timeout=DEADLINE)  # its lease ran out
+        time.sleep(1.5)  # several rescues by the present pool meanwhile
+        result = cli("worker", "stop", "--timeout", "20")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("1 worker(s) could not be reached (lease ran out"), lines
+    assert lines[1:] == ["asked 1 worker(s) to stop; waiting up to 20s", "1 worker(s) stopped"]
+    assert present.wait_exit() == 0
+    # Back, the worker finds the stop asked for while it was away (its row may have gone).
+    assert away.wait_exit() == 0, away.output()
+    assert "asked to stop through the store" in away.output()

@@ -167,6 +167,13 @@ class Store(Protocol):
         """Block up to `timeout` seconds, returning early when the store may have new work."""
 
 
+def worker_row_kept(lease_seconds: float) -> float:
+    """How long a silent worker's row is kept: well past its lease (5 minutes for the default
+    30 s), so that `worker stop` can report it as not reached (SPEC §5). A worker back after
+    longer still obeys a stop asked for meanwhile: the store keeps when it was asked."""
+    return 10 * lease_seconds
+
+
 def claim_fence(claim: Claim, **values) -> dict:
     """Statement parameters naming a claim, for the fenced statements of every backend:
     they act only while this worker still holds this attempt through this (open) run."""

@@ -49,6 +49,7 @@ from . import (
     claim_fence,
     counts_by_state,
     finished_state,
+    worker_row_kept,
 )
 from . import postgres_sql as sql
 from .postgres_conn import RETRY, PostgresStoreBase, close_quietly
@@ -162,8 +163,12 @@ class PostgresStore(PostgresStoreBase):
         def beat(cur) -> Heartbeat:
             row = cur.execute(sql.WORKER_HEARTBEAT, (worker_id,)).fetchone()
             if row is None and worker_id in self._worker_identity:
-                # Pruned while we were silent (a long stall); come back rather than vanish.
-                cur.execute(sql.REGISTER_WORKER, self._worker_identity[worker_id])
+                # Pruned while we were silent (a long stall); come back rather than vanish,
+                # with the first start time, and obey a stop asked for since then.
+                started = cur.execute(
+                    sql.REGISTER_WORKER, self._worker_identity[worker_id]
+                ).fetchone()[0]
+                row = cur.execute(sql.STOP_REQUESTED_SINCE, (started,)).fetchone()
             held = True
             if claim is not None:
                 cur.execute(sql.EXTEND_LEASE, claim_fence(claim, lease=lease_seconds))
@@ -237,7 +242,7 @@ class PostgresStore(PostgresStoreBase):
                 cur.execute(sql.RESCUE_JOB, {**values, "state": state.value, "delay": delay or 0.0})
                 cur.execute(sql.CLOSE_LOST_RUN, values)
                 rescued.append(job_id)
-            cur.execute(sql.PRUNE_WORKERS, (lease_seconds,))
+            cur.execute(sql.PRUNE_WORKERS, (worker_row_kept(lease_seconds),))
             if rescued:
                 cur.execute(sql.NOTIFY, ("rescue",))
             return rescued

@@ -110,6 +110,14 @@ MIGRATIONS = [
         value text NOT NULL
     );
     """,
+    # When `worker stop` was last asked: every worker started before then stops, even one
+    # that was away (frozen, cut off) so long that its row was pruned (SPEC §5).
+    """
+    CREATE TABLE queuectl_stop_request (
+        id           integer          PRIMARY KEY CHECK (id = 1),
+        requested_at double precision NOT NULL
+    );
+    """,
 ]
 
 JOB_COLUMNS = (
@@ -212,8 +220,12 @@ WHERE id = %(job)s AND state = 'processing' AND worker_id = %(worker)s AND attem
 """
 
 WORKER_HEARTBEAT = f"""
-UPDATE queuectl_workers SET last_heartbeat = {NOW} WHERE id = %s RETURNING stop_requested
+UPDATE queuectl_workers w SET last_heartbeat = {NOW} WHERE id = %s
+RETURNING stop_requested
+    OR EXISTS (SELECT 1 FROM queuectl_stop_request s WHERE s.requested_at > w.started_at)
 """
+# For a worker that registers again after its row was pruned: asked to stop meanwhile?
+STOP_REQUESTED_SINCE = "SELECT EXISTS (SELECT 1 FROM queuectl_stop_request WHERE requested_at > %s)"
 
 # Fencing: the outcome only lands while this worker still holds this attempt. A run closed
 # already (by cancel or by the rescuer) keeps that verdict; the tail still lands. A retry
@@ -329,7 +341,10 @@ WHERE w.last_heartbeat >= {NOW} - %s ORDER BY w.started_at, w.id
 """
 # The notification wakes idle workers, which then look at the store (SPEC §4 `worker stop`).
 REQUEST_STOP = f"""
-WITH asked AS (
+WITH noted AS (
+    INSERT INTO queuectl_stop_request (id, requested_at) VALUES (1, {NOW})
+    ON CONFLICT (id) DO UPDATE SET requested_at = excluded.requested_at
+), asked AS (
     UPDATE queuectl_workers SET stop_requested = true
     WHERE last_heartbeat >= {NOW} - %s RETURNING id, started_at
 )

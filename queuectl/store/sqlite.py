@@ -37,6 +37,7 @@ from . import (
     claim_fence,
     counts_by_state,
     finished_state,
+    worker_row_kept,
 )
 from . import sqlite_sql as sql
 from .sqlite_conn import SQLiteStoreBase, translate
@@ -194,9 +195,11 @@ class SQLiteStore(SQLiteStoreBase):
             row = conn.execute(sql.WORKER_HEARTBEAT, (now, worker_id)).fetchone()
             if row is None and worker_id in self._worker_identity:
                 # Pruned while we were silent (a long stall); come back rather than vanish.
-                # Its original start time stays: `status` shows when it started.
+                # Its original start time stays: `status` shows when it started, and a stop
+                # asked for since then applies to it.
                 host, pid, started = self._worker_identity[worker_id]
                 conn.execute(sql.REGISTER_WORKER, (worker_id, host, pid, started, now))
+                row = conn.execute(sql.STOP_REQUESTED_SINCE, (started,)).fetchone()
             if claim is not None:
                 held = (
                     conn.execute(
@@ -287,7 +290,7 @@ class SQLiteStore(SQLiteStoreBase):
                     {"now": now, "error": error, "seq": seq, "attempt": attempts},
                 )
                 rescued.append(job_id)
-            conn.execute(sql.PRUNE_WORKERS, (now - lease_seconds,))
+            conn.execute(sql.PRUNE_WORKERS, (now - worker_row_kept(lease_seconds),))
         return rescued
 
     # -- user operations -------------------------------------------------------------------
@@ -371,7 +374,9 @@ class SQLiteStore(SQLiteStoreBase):
     @translate
     def request_stop(self, lease_seconds: float) -> list[str]:
         with self._write() as conn:
-            rows = conn.execute(sql.REQUEST_STOP, (self.now() - lease_seconds,)).fetchall()
+            now = self.now()
+            conn.execute(sql.NOTE_STOP_REQUEST, (now,))
+            rows = conn.execute(sql.REQUEST_STOP, (now - lease_seconds,)).fetchall()
         notify_all(self._wake_dir)
         return [row[0] for row in rows]
 

@@ -71,6 +71,14 @@ MIGRATIONS = [
     DROP INDEX jobs_lease;
     DROP INDEX jobs_worker;
     """,
+    # When `worker stop` was last asked: every worker started before then stops, even one
+    # that was away (frozen, cut off) so long that its row was pruned (SPEC §5).
+    """
+    CREATE TABLE stop_request (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        requested_at REAL    NOT NULL
+    );
+    """,
 ]
 
 JOB_COLUMNS = (
@@ -140,8 +148,12 @@ WHERE id = :job AND state = 'processing' AND worker_id = :worker AND attempts = 
 """
 
 WORKER_HEARTBEAT = """
-UPDATE workers SET last_heartbeat = ? WHERE id = ? RETURNING stop_requested
+UPDATE workers SET last_heartbeat = ? WHERE id = ?
+RETURNING stop_requested
+    OR EXISTS (SELECT 1 FROM stop_request s WHERE s.requested_at > workers.started_at)
 """
+# For a worker that registers again after its row was pruned: asked to stop meanwhile?
+STOP_REQUESTED_SINCE = "SELECT EXISTS (SELECT 1 FROM stop_request WHERE requested_at > ?)"
 
 # Fencing: the outcome only lands while this worker still holds this attempt.
 FINISH_JOB = f"""
@@ -219,6 +231,10 @@ SELECT w.id, w.host, w.pid, w.started_at, w.last_heartbeat,
        (SELECT j.id FROM jobs j WHERE j.state = 'processing' AND j.worker_id = w.id LIMIT 1)
 FROM workers w
 WHERE w.last_heartbeat >= ? ORDER BY w.started_at, w.id
+"""
+NOTE_STOP_REQUEST = """
+INSERT INTO stop_request (id, requested_at) VALUES (1, ?)
+ON CONFLICT (id) DO UPDATE SET requested_at = excluded.requested_at
 """
 REQUEST_STOP = """
 UPDATE workers SET stop_requested = 1 WHERE last_heartbeat >= ? RETURNING id
