@@ -1,5 +1,5 @@
 """`python -m queuectl` runs the same CLI as the `queuectl` command."""
 
-from .cli import main
+from .entry import main
 
 main()

@@ -291,3 +291,34 @@ def test_a_bad_setting_stored_while_workers_run_is_said_once_and_they_carry_on(s
     assert wait_state(cli, job, "completed")["attempts"] == 1
     assert pool.proc.poll() is None
     assert pool.output().count("keeping the settings in use") == 1
+
+
+# A Ctrl-C that lands while the CLI is being imported: raised exactly there, at the import of
+# click, by a finder put first on sys.meta_path (a signal's timing cannot be aimed that well).
+INTERRUPTED_IMPORT = """
+import sys
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["queuectl", "status"]
+from queuectl.entry import main
+main()
+"""
+
+
+def test_a_ctrl_c_while_the_cli_is_imported_ends_it_quietly_with_130(sqlite_cli):
+    cli = sqlite_cli
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_IMPORT],
+        capture_output=True,
+        text=True,
+        cwd=cli.cwd,
+        env=cli.env,
+        timeout=DEADLINE,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "")
