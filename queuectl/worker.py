@@ -123,10 +123,9 @@ class Worker:
         self._orphaned = False  # its supervisor died (see handle_signal)
         self._running: RunningCommand | None = None
         self._settings: dict = {}
-        self._bad_setting: str | None = None
-        self._store_failing = (
-            False  # the last store call of the main loop failed  # the last bad stored setting said
-        )
+        self._bad_setting: str | None = None  # the last bad stored setting said
+        self._store_failing = False  # the last store call of the main loop failed
+        self._said_waiting = False  # said that a stop waits for an outcome to be recorded
         self._claim_sent = 0.0  # monotonic time the call that made the current claim was sent
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
         self._log_dir = os.fspath(store.log_dir)  # a string: joined once per job
@@ -273,6 +272,14 @@ class Worker:
                 if str(exc) != failing:
                     failing = str(exc)
                     self.say(f"store error, retrying: {exc}")
+                if while_stopping and self.stopping and not self._said_waiting:
+                    # A graceful stop waits for the outcome to be recorded: left unrecorded,
+                    # the job would be requeued as lost and run again although it ran.
+                    self._said_waiting = True
+                    self.say(
+                        "stopping once the store takes the outcome of the job just run"
+                        " (a second stop signal gives that up)"
+                    )
                 self._pause(delay, while_stopping)
                 delay = min(delay * 2, MAX_STORE_RETRY_SECONDS)
                 continue

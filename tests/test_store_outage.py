@@ -108,3 +108,30 @@ def test_an_outage_is_said_once_ridden_through_and_a_stop_during_it_is_prompt(ou
     # attempt may overrun by up to 2 s (libpq's connect_timeout: whole seconds, 2 at least).
     bound = 3.0 if cli.db.endswith(".db") else STORE_CALL_SECONDS + UNREGISTER_SECONDS + 3.0
     assert time.monotonic() - asked < bound, pool.output()
+
+
+def test_a_graceful_stop_waits_to_record_an_outcome_and_says_so_a_second_gives_up(tmp_path, pools):
+    # The job has run; while the store is locked its outcome cannot be recorded. Leaving it
+    # unrecorded would have the job requeued as lost and run again, so the first stop waits
+    # (and says why), and a second stop gives that up.
+    from workerkit import show
+
+    cli = speed_up(CLI(str(tmp_path / "queue.db"), tmp_path), QUEUECTL_BUSY_TIMEOUT="0.2")
+    job = enqueue(cli, id="ran", command="while [ ! -e go ]; do sleep 0.05; done")
+    pool = pools.start(cli)
+    wait_for(lambda: show(cli, job)["state"] == "processing", timeout=DEADLINE)
+    holder = sqlite3.connect(cli.db, isolation_level=None, timeout=30)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        (tmp_path / "go").touch()  # the command ends; its outcome waits for the lock
+        pool.wait_output("store error, retrying")
+        os.kill(pool.pid, signal.SIGTERM)
+        pool.wait_output("stopping once the store takes the outcome")
+        time.sleep(1.0)
+        assert pool.proc.poll() is None  # still waiting, on purpose
+        os.kill(pool.pid, signal.SIGTERM)  # the second request
+        assert pool.wait_exit(timeout=10) == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert show(cli, job)["state"] == "processing"  # left to the lease, as a lost run
