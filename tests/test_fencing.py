@@ -25,10 +25,13 @@ from queuectl.lease import fencing
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 
 # Marks its start, then the time every 50 ms, until killed; the second attempt ends at once.
+# Each mark is written aside and renamed into place: a run killed mid-write leaves its previous
+# mark whole.
 MARKING = (
-    "echo $$ > pid.$QUEUECTL_ATTEMPT; date +%s.%N > start.$QUEUECTL_ATTEMPT;"
+    "echo $$ > pid.$QUEUECTL_ATTEMPT;"
+    " date +%s.%N > tmp.$QUEUECTL_ATTEMPT && mv tmp.$QUEUECTL_ATTEMPT start.$QUEUECTL_ATTEMPT;"
     ' if [ "$QUEUECTL_ATTEMPT" -gt 1 ]; then exit 0; fi;'
-    " while :; do date +%s.%N > last.$QUEUECTL_ATTEMPT; sleep 0.05; done"
+    " while :; do date +%s.%N > tmp.1 && mv tmp.1 last.1; sleep 0.05; done"
 )
 
 
