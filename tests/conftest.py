@@ -164,6 +164,22 @@ def db_target(request, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url(request) -> Iterator[str]:
+    """A PostgreSQL store of this test's own (no SQLite twin): for multi-host tests."""
+    with _private_schema(request.getfixturevalue("pg_database")) as url:
+        yield url
+
+
+@pytest.fixture
+def ns(pg_url: str):
+    """A network namespace reaching the server of pg_url through a forwarder (netkit.py)."""
+    import netkit
+
+    with netkit.namespace(pg_url) as made:
+        yield made
+
+
+@pytest.fixture
 def sqlite_target(tmp_path: Path) -> str:
     return str(tmp_path / "queue.db")
 

@@ -20,10 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-import netkit
 import psycopg
 import pytest
-from conftest import _private_schema, base_env, wait_for
+from conftest import base_env, wait_for
 from workerkit import DEADLINE, alive
 
 from queuectl.lease import fencing
@@ -42,18 +41,6 @@ MARKING = (
     ' if [ "$QUEUECTL_ATTEMPT" -gt 1 ]; then exit 0; fi;'
     ' while :; do date +%s.%N > "tmp.$f" && mv "tmp.$f" "last.$f"; sleep 0.05; done'
 )
-
-
-@pytest.fixture
-def pg_url(request) -> str:
-    with _private_schema(request.getfixturevalue("pg_database")) as url:
-        yield url
-
-
-@pytest.fixture
-def ns(pg_url):
-    with netkit.namespace(pg_url) as made:
-        yield made
 
 
 class Hosts:
@@ -203,13 +190,19 @@ def test_a_partition_of_40_percent_of_the_lease_is_ridden_through(hosts):
     assert h1.poll() is None and h0.poll() is None
 
 
-def test_a_timeout_is_enforced_during_a_partition(hosts):
+def slow_job(hosts, host: str) -> tuple[Hosts, int]:
+    """A job with a 2 s timeout that would run a minute, running on `host`; and its pid."""
     h = hosts("30")
-    h.start("h1", "--queue", "q")
+    h.start(host, "--queue", "q")
     h.enqueue("slow", "echo $$ > pid.slow; exec sleep 60", timeout=2, max_retries=0)
     pid = wait_for(
         lambda: (h.home / "pid.slow").exists() and int((h.home / "pid.slow").read_text())
     )
+    return h, pid
+
+
+def test_a_timeout_is_enforced_during_a_partition(hosts):
+    h, pid = slow_job(hosts, "h1")
     started = time.monotonic()
     h.ns.partition()
     try:
@@ -222,12 +215,7 @@ def test_a_timeout_is_enforced_during_a_partition(hosts):
 
 
 def test_a_timeout_is_enforced_while_the_jobs_table_is_locked(hosts):
-    h = hosts("30")
-    h.start("h0", "--queue", "q")
-    h.enqueue("slow", "echo $$ > pid.slow; exec sleep 60", timeout=2, max_retries=0)
-    pid = wait_for(
-        lambda: (h.home / "pid.slow").exists() and int((h.home / "pid.slow").read_text())
-    )
+    h, pid = slow_job(hosts, "h0")
     started = time.monotonic()
     with psycopg.connect(h.url) as conn:  # one transaction, held until the block ends
         conn.execute("LOCK TABLE queuectl_jobs IN ACCESS EXCLUSIVE MODE")

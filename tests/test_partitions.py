@@ -14,7 +14,7 @@ from pathlib import Path
 
 import netkit
 import pytest
-from conftest import _private_schema, base_env
+from conftest import base_env
 
 from queuectl.store import open_store
 
@@ -22,18 +22,6 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces"),
 ]
-
-
-@pytest.fixture
-def pg_url(request) -> str:
-    with _private_schema(request.getfixturevalue("pg_database")) as url:
-        yield url
-
-
-@pytest.fixture
-def ns(pg_url):
-    with netkit.namespace(pg_url) as made:
-        yield made
 
 
 def queuectl(ns, url: str, home: Path, *args: str, env: dict | None = None, timeout: float = 60):

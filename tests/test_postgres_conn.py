@@ -16,7 +16,7 @@ import time
 import uuid
 
 import pytest
-from conftest import CLI, _private_schema
+from conftest import CLI
 
 from queuectl.errors import StoreBusy, StoreError
 from queuectl.models import build_spec
@@ -26,12 +26,6 @@ from queuectl.store.postgres_messages import mask_password, scrub
 pytestmark = pytest.mark.postgres
 
 DEFAULTS = {"max-retries": 3, "job-timeout": 300}
-
-
-@pytest.fixture
-def pg_url(request) -> str:
-    with _private_schema(request.getfixturevalue("pg_database")) as url:
-        yield url
 
 
 def specs(count: int) -> list:
