@@ -123,16 +123,14 @@ class QueuectlGroup(Group):
     group_class = Group
 
     def invoke(self, ctx: click.Context):
-        from .formatting import clean
-
         try:
             return super().invoke(ctx)
         except (QueueError, SpecError, ConfigError) as exc:
             # Messages quote what users and servers gave (paths, ids, a database's name):
             # control characters are escaped here, once for every command (SPEC §4).
-            raise click.ClickException(clean(str(exc))) from None
+            raise click.ClickException(_escaped(str(exc))) from None
         except click.ClickException as exc:
-            exc.message = clean(exc.message)
+            exc.message = _escaped(exc.message)
             raise
         except BrokenPipeError:
             # `queuectl list | head`: the reader left; that is not an error of ours.
@@ -283,6 +281,12 @@ def enqueue(ctx: Context, spec_json: str | None, command: str | None, **flags) -
     names = {"job_id": "id", "queue_name": "queue"}
     spec = {"command": command, **{names.get(key, key): value for key, value in given.items()}}
     click.echo(ctx.queue.enqueue(spec))
+
+
+def _escaped(message: str) -> str:
+    from .formatting import clean  # only on the way out with an error: not on enqueue's path
+
+    return clean(message)
 
 
 def main() -> None:

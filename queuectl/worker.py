@@ -36,8 +36,6 @@ MAX_STORE_RETRY_SECONDS = 1.0
 # silent partition blocks a socket with no limit): a renewal that hangs fails and is retried on
 # a fresh connection, well inside the fence (lease.py). SQLite's waits are its busy timeout.
 STORE_CALL_SECONDS = 3.0
-# When it stops while the store is failing, a worker tries this long to unregister.
-UNREGISTER_SECONDS = 1.0
 # A pause between retries looks this often whether a stop was asked for (a signal does not cut
 # a sleep short: PEP 475 resumes it).
 PAUSE_SLICE_SECONDS = 0.05
@@ -143,19 +141,22 @@ class Worker:
                 self._retrying(self._maintain)
                 self._loop()
             finally:
-                if self._store_failing and hasattr(self.store, "deadline"):
-                    # Stopping during an outage: one short try, not the whole call limit (the
-                    # row goes when its lease runs out anyway). PostgreSQL only: SQLite's wait
-                    # is its busy timeout.
-                    self.store.deadline = time.monotonic() + UNREGISTER_SECONDS
-                try:
-                    self.store.unregister_worker(self.id)
-                except StoreError as exc:
-                    self.say(f"could not unregister: {exc}")
+                self._unregister()
             self.say("stopped")
         finally:
             self.events.close()
         return 1 if self.forced else 0
+
+    def _unregister(self) -> None:
+        if self._store_failing:
+            # Stopping during an outage: no wait for a store that is not answering. The row
+            # goes when its lease runs out, and on this host `status` drops it at once.
+            self.say("not unregistered: the store is unreachable; its lease will run out")
+            return
+        try:
+            self.store.unregister_worker(self.id)
+        except StoreError as exc:
+            self.say(f"could not unregister: {exc}")
 
     def _loop(self) -> None:
         self._next_maintenance = time.monotonic() + self._maintenance_interval()
