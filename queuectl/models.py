@@ -170,6 +170,9 @@ class RunResult(NamedTuple):
     error: str | None
     output_tail: str = ""
     log_path: str | None = None
+    # How long the command ran, by the worker's clock: the run's finish time is its start plus
+    # this, not the time the outcome reached the store (later, after an outage).
+    seconds: float | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -33,6 +33,7 @@ class RunningCommand:
         self, command: str, extra_env: Mapping[str, str], log_path: str | os.PathLike
     ) -> None:
         self.started = time.monotonic()
+        self.ended: float | None = None  # monotonic time its exit was first seen
         self._kill_reason: tuple[Outcome, str] | None = None
         self._log_path = log_path = os.fspath(log_path)
         self._proc: subprocess.Popen | SpawnedChild | None = None
@@ -97,12 +98,16 @@ class RunningCommand:
             return True
         if self._pidfd is not None:
             # A pidfd becomes readable when the process exits: no polling, instant wake-up.
-            return bool(select.select([self._pidfd], [], [], timeout)[0])
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+            exited = bool(select.select([self._pidfd], [], [], timeout)[0])
+        else:
+            try:
+                self._proc.wait(timeout)
+                exited = True
+            except subprocess.TimeoutExpired:
+                exited = False
+        if exited and self.ended is None:
+            self.ended = time.monotonic()
+        return exited
 
     def result(self) -> RunResult:
         """Reap the command (waiting if needed) and describe how the run ended."""
@@ -111,13 +116,15 @@ class RunningCommand:
                 self._log.close()
             return RunResult(Outcome.NOT_STARTED, None, self._start_error, "", self._log_path)
         returncode = self._proc.wait()
+        if self.ended is None:
+            self.ended = time.monotonic()
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
         # The file may serve the next run only if nothing can still write to it: the command
         # is reaped, and nothing it started is left in its process group.
         tail = self._log.finish(reusable=not IS_WINDOWS and not _group_exists(self._proc.pid))
-        return self._result(returncode, tail)
+        return self._result(returncode, tail)._replace(seconds=self.ended - self.started)
 
     def _result(self, returncode: int, tail: str) -> RunResult:
         log = self._log_path

@@ -328,7 +328,9 @@ class Worker:
         finally:
             self._running = None
         crash_point("after-exit")
-        next_claim, held = self._record(claim, result, time.monotonic() - running.started)
+        # How long it ran, not how long until its outcome could be recorded (an outage).
+        seconds = result.seconds if result.seconds is not None else 0.0
+        next_claim, held = self._record(claim, result, seconds)
         if not held and running.pid is not None:
             # Canceled (or its lease lost) while the command ran, and it ended before the
             # heartbeat that would have killed it: what it started may still run. Kill that

@@ -947,3 +947,20 @@ def test_concurrent_claimers_take_every_job_exactly_once(store):
     assert set(taken.values()) == {1}
     assert store.counts()["completed"] == total
     assert all(len(store.runs(job_id)) == 1 for job_id in ("job-000", "job-199"))
+
+
+def test_a_run_finishes_when_its_command_ended_not_when_its_outcome_was_recorded(timed):
+    # After an outage the outcome lands late; the run's finish time is its start plus how long
+    # the command ran, as the worker measured it (and never later than the recording).
+    store, unit = timed.store, timed.unit
+    add(store, "a")
+    held = claim(store, "w1")
+    timed.advance(4 * unit)  # the store was unreachable meanwhile
+    store.finish(held, RunResult(Outcome.EXITED, 0, None, seconds=unit), None)
+    [run] = store.runs("a")
+    assert run.finished_at == pytest.approx(run.started_at + unit, abs=0.01)
+    add(store, "b")
+    unmeasured = claim(store, "w1")
+    store.finish(unmeasured, RunResult(Outcome.NOT_STARTED, None, "could not start"), None)
+    [run] = store.runs("b")
+    assert run.finished_at >= run.started_at

@@ -195,6 +195,7 @@ class PostgresStore(PostgresStoreBase):
             error=sql.clean(result.error),
             outcome=outcome,
             tail=sql.clean(result.output_tail),
+            seconds=result.seconds,
         )
 
         def ours(cur) -> bool:

@@ -242,7 +242,10 @@ finished AS (
     RETURNING state
 ), closed AS (
     UPDATE queuectl_runs
-    SET finished_at = coalesce(finished_at, {NOW}), outcome = coalesce(outcome, %(outcome)s),
+    SET finished_at = coalesce(
+            finished_at, LEAST({NOW}, started_at + coalesce(%(seconds)s::float8, {NOW}))
+        ),
+        outcome = coalesce(outcome, %(outcome)s),
         exit_code = coalesce(exit_code, %(exit_code)s), error = coalesce(error, %(error)s),
         output_tail = %(tail)s
     -- Reading `finished` first locks the job row before the run row, the order cancel and

@@ -254,6 +254,7 @@ class SQLiteStore(SQLiteStoreBase):
                     "exit_code": result.exit_code,
                     "error": result.error,
                     "tail": result.output_tail,
+                    "seconds": result.seconds,
                     "run_id": claim.run_id,
                 },
             )

@@ -167,7 +167,8 @@ WHERE id = :job AND state = 'processing' AND worker_id = :worker AND attempts = 
 # A run closed already (by cancel or by the rescuer) keeps that verdict; the tail still lands.
 CLOSE_RUN = """
 UPDATE runs
-SET finished_at = coalesce(finished_at, :now), outcome = coalesce(outcome, :outcome),
+SET finished_at = coalesce(finished_at, min(:now, started_at + coalesce(:seconds, :now))),
+    outcome = coalesce(outcome, :outcome),
     exit_code = coalesce(exit_code, :exit_code), error = coalesce(error, :error),
     output_tail = :tail
 WHERE run_id = :run_id
