@@ -84,7 +84,11 @@ def test_kill_9_of_the_whole_pool_loses_no_job_and_keeps_the_store_intact(sqlite
     cli = speed_up(sqlite_cli)
     total = 300
     command = "sleep 0.05; echo $QUEUECTL_JOB_ID >> ran.txt"
-    ids = enqueue_many(cli, [{"id": f"j{n:03d}", "command": command} for n in range(total)])
+    # One job waits for a gate opened only after the kill: the run cannot end before it (on a
+    # loaded machine a `status` call can take longer than the other 299 jobs).
+    gated = f"while [ ! -e gate ]; do sleep 0.05; done; {command}"
+    specs = [{"id": f"j{n:03d}", "command": command} for n in range(1, total)]
+    ids = enqueue_many(cli, [{"id": "j000", "command": gated, "priority": 1}, *specs])
     pool = pools.start(cli, "--count", "4")
     wait_for(lambda: len(status(cli)["workers"]) == 4, timeout=DEADLINE)
     wait_for(lambda: status(cli)["jobs"]["completed"] >= 40, timeout=60, interval=0.05)
@@ -101,6 +105,8 @@ def test_kill_9_of_the_whole_pool_loses_no_job_and_keeps_the_store_intact(sqlite
     after_kill = status(cli)["jobs"]
     assert after_kill["completed"] < total, "the pool was killed after the run, not during it"
     in_flight = after_kill["processing"]
+    assert in_flight >= 1  # the gated job at least
+    (cli.cwd / "gate").touch()
 
     # Once the dead workers' leases run out, a new burst pool requeues and finishes everything.
     wait_for(lambda: status(cli)["workers"] == [], timeout=DEADLINE)
