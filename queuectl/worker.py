@@ -46,6 +46,9 @@ PAUSE_SLICE_SECONDS = 0.05
 STOP_SIGNALS = tuple(
     name for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK") if hasattr(signal, name)
 )
+# What a worker gets when its supervisor dies (Linux): not a stop signal, so it is never taken
+# for a second stop request (see Worker.handle_parent_death).
+PARENT_DEATH_SIGNAL = getattr(signal, "SIGUSR1", None)
 # A running job's pid is recorded (and its lease first extended) this long after it starts.
 FIRST_BEAT_SECONDS = 0.05
 # Stop signals this close to the last counted one are copies of it (see StopSignals).
@@ -118,7 +121,7 @@ class Worker:
         # The pid of the `worker start` that relays stop signals to this worker, if any.
         self.supervisor = supervisor
         self._stop_signals = StopSignals(_copy_window(supervisor))
-        self._orphaned = False  # its supervisor died (see handle_signal)
+        self._orphaned = False  # its supervisor died (see handle_parent_death)
         self._running: RunningCommand | None = None
         self._settings: dict = {}
         self._bad_setting: str | None = None  # the last bad stored setting said
@@ -449,16 +452,7 @@ class Worker:
     def handle_signal(self, signum: int, frame: object) -> None:
         """SIGINT/SIGTERM/SIGHUP/SIGBREAK: the first request stops claiming, the second kills the
         running command. A stop asked for through the store is not a signal: a signal after
-        `worker stop` is still the first request.
-
-        The first signal after the supervisor died is its parent-death signal: a graceful stop
-        (the current job finishes, as documented), even during a stop the supervisor relayed,
-        since nobody sent a second request; signals after that count as usual."""
-        if self.supervisor is not None and not self._orphaned and os.getppid() != self.supervisor:
-            self._orphaned = True
-            self.stopping = True
-            self.say("its supervisor is gone: stopping after the current job")
-            return
+        `worker stop` is still the first request."""
         if not self._stop_signals.count(time.monotonic()):
             return  # a copy of the request just handled
         if self._stop_signals.requests == 1:
@@ -473,6 +467,17 @@ class Worker:
         running = self._running
         if running is not None:
             running.kill_now(Outcome.KILLED, "killed: the worker was forced to stop")
+
+    def handle_parent_death(self, signum: int, frame: object) -> None:
+        """PARENT_DEATH_SIGNAL: the supervisor was killed outright. A graceful stop (the current
+        job finishes, as documented), even during a stop it relayed: nobody sent a second
+        request. It has a signal of its own because a relayed SIGTERM and the parent-death
+        signal can arrive in either order, and while the dying supervisor's other threads
+        exit, getppid() still names it."""
+        if not self._orphaned:
+            self._orphaned = True
+            self.stopping = True
+            self.say("its supervisor is gone: stopping after the current job")
 
     def say(self, message: str) -> None:
         """One event line on the pool's stderr (see eventlog: it never holds up a job)."""
@@ -499,13 +504,15 @@ def _copy_window(supervisor: int | None) -> float:
 
 
 def _die_with_parent() -> None:
-    """If the supervisor is killed outright, stop gracefully instead of running on unseen."""
+    """If the supervisor is killed outright, stop gracefully instead of running on unseen
+    (Linux: PR_SET_PDEATHSIG; until the handler is set, the signal simply ends the worker,
+    which has claimed nothing yet)."""
     if not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
 
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+        ctypes.CDLL(None).prctl(1, PARENT_DEATH_SIGNAL)
     except (OSError, AttributeError):
         pass
 
@@ -555,6 +562,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for name in STOP_SIGNALS:
         signal.signal(getattr(signal, name), worker.handle_signal)
+    if sys.platform.startswith("linux"):
+        signal.signal(PARENT_DEATH_SIGNAL, worker.handle_parent_death)
     try:
         return worker.run()
     except config.ConfigError as exc:
