@@ -223,3 +223,23 @@ def test_a_timeout_is_enforced_while_the_jobs_table_is_locked(hosts):
         killed = time.monotonic() - started
     assert killed < 2 + 2.0 + 1.0, killed
     wait_for(lambda: h.state("slow")[0] == "dead", timeout=DEADLINE)
+
+
+def test_status_during_a_table_lock_is_a_clear_error_never_a_partial_list(hosts):
+    # Before, status listed 2 of 6 live workers while the jobs table was locked.
+    h = hosts("30")
+    status = [sys.executable, "-m", "queuectl", "status", "--json"]
+    env = {**h.env, "QUEUECTL_BUSY_TIMEOUT": "2"}
+
+    def listed() -> int:
+        result = subprocess.run(status, env=env, cwd=h.home, capture_output=True, text=True)
+        return len(json.loads(result.stdout)["workers"])
+
+    h.start("h0", "--count", "3", "--queue", "q")
+    wait_for(lambda: listed() == 3, timeout=DEADLINE)
+    with psycopg.connect(h.url) as conn:
+        conn.execute("LOCK TABLE queuectl_jobs IN ACCESS EXCLUSIVE MODE")
+        during = subprocess.run(status, env=env, cwd=h.home, capture_output=True, text=True)
+    assert during.returncode == 1 and during.stdout == "", during
+    assert "locked by another session" in during.stderr and "Traceback" not in during.stderr
+    assert listed() == 3
