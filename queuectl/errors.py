@@ -29,7 +29,3 @@ class StoreError(QueueError):
 
 class StoreBusy(StoreError):
     """Another process held the store's write lock for longer than we wait."""
-
-
-class LeaseLost(QueueError):
-    """A worker tried to act on a run it no longer holds (fencing)."""

@@ -3,7 +3,7 @@
 Workers run in a session of their own, so a Ctrl-C at the terminal, or the signal coreutils
 `timeout` sends to its process group, reaches only the supervisor. It counts stop requests, not
 signals (copies of one signal that arrive within STOP_COPY_SECONDS are one request: see
-`worker.StopSignals`), and relays each request once: the first asks for a graceful stop, the
+`stopping.StopSignals`), and relays each request once: the first asks for a graceful stop, the
 second kills the running commands. On Linux the supervisor is a child subreaper: when a worker
 is killed, the commands it was running are re-parented here, and their process groups are
 killed at once instead of running on as orphans beside the retry.
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .eventlog import EventLog, write_line
-from .worker import STOP_COPY_SECONDS, STOP_SIGNALS, StopSignals, signal_name
+from .stopping import STOP_COPY_SECONDS, STOP_SIGNALS, StopSignals, signal_name
 
 IS_LINUX = sys.platform.startswith("linux")
 _PR_SET_CHILD_SUBREAPER = 36
@@ -255,12 +255,7 @@ class _ExitWatch:
 
 
 def _describe(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
+    return f"killed by {signal_name(-code)}" if code < 0 else f"exit status {code}"
 
 
 def _become_subreaper() -> None:

@@ -37,7 +37,7 @@ from workerkit import (
     wait_state,
 )
 
-from queuectl.worker import STOP_COPY_SECONDS
+from queuectl.stopping import STOP_COPY_SECONDS
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, pty")
 

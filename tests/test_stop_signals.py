@@ -30,7 +30,7 @@ from workerkit import (
     wait_state,
 )
 
-from queuectl.worker import STOP_COPY_SECONDS, StopSignals
+from queuectl.stopping import STOP_COPY_SECONDS, StopSignals
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("timeout") is None,
