@@ -63,6 +63,7 @@ class Queue:
         return cls(open_store(target, reads_only=reads_only, deadline=deadline))
 
     def close(self) -> None:
+        """Close the store's connection; the Queue is not usable afterwards."""
         self.store.close()
 
     def __enter__(self) -> Queue:
@@ -98,6 +99,7 @@ class Queue:
         return text
 
     def config_unset(self, key: str) -> bool:
+        """Forget KEY's stored value (its default applies again); whether there was one."""
         config.check_key(key)
         return self.store.config_unset(key)
 
@@ -112,6 +114,7 @@ class Queue:
         return self.store.add([build_spec(spec, self._defaults())])[0]
 
     def enqueue_json(self, text: str) -> str:
+        """Enqueue one spec given as JSON text (SPEC §2); returns the job id."""
         return self.enqueue(parse_spec_json(text))
 
     def enqueue_lines(self, lines: Iterable[str]) -> list[str]:
@@ -145,18 +148,22 @@ class Queue:
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, job_id: str, with_runs: bool = False) -> Job:
+        """One job (JobNotFound if there is none), with its runs if asked."""
         return self.store.get(job_id, with_runs=with_runs)
 
     def list_jobs(
         self, state: str | None = None, queue: str | None = None, limit: int | None = None
     ) -> list[Job]:
+        """Jobs, filtered by state and queue, at most `limit` (None: all), in `list` order."""
         return self.store.list_jobs(state=state, queue=queue, limit=limit)
 
     def status(self) -> Status:
+        """The store, job counts by state and live workers (SPEC §4 `status`)."""
         lease = self.settings()["lease-seconds"]
         return Status(self.store.description, self.store.counts(), self.live_workers(lease))
 
     def runs(self, job_id: str) -> list[Run]:
+        """A job's runs, oldest first."""
         return self.store.runs(job_id)
 
     def open_log(self, run: Run, chunk_size: int = 1 << 16) -> RunLog:
@@ -201,6 +208,7 @@ class Queue:
         return Canceled(previous, "ended" if not group_alive(pid) else "left to its worker")
 
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
+        """Dead jobs (these, or all with None) back to pending, attempts 0; the ids retried."""
         return self.store.retry_dead(job_ids)
 
     # -- workers ---------------------------------------------------------------------------

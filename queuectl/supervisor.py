@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .eventlog import EventLog, write_line
+from .runner import IS_LINUX
 from .stopping import STOP_COPY_SECONDS, STOP_SIGNALS, StopSignals, signal_name
 
-IS_LINUX = sys.platform.startswith("linux")
 _PR_SET_CHILD_SUBREAPER = 36
 # A worker that dies sooner than this after starting is restarted only after a pause.
 FLAP_SECONDS = 2.0

@@ -192,9 +192,9 @@ class PostgresStore(PostgresStoreBase):
             state=state.value,
             delay=delay if state is JobState.FAILED else None,
             exit_code=result.exit_code,
-            error=sql.clean(result.error),
+            error=sql.without_nul(result.error),
             outcome=outcome,
-            tail=sql.clean(result.output_tail),
+            tail=sql.without_nul(result.output_tail),
             seconds=result.seconds,
         )
 

@@ -376,7 +376,7 @@ def job_row(spec: JobSpec, now: float) -> tuple:
     )
 
 
-def clean(text: str | None) -> str | None:
+def without_nul(text: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL; job output can."""
     return None if text is None else text.replace("\x00", "\ufffd")
 
