@@ -14,6 +14,9 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, NamedTuple
 
+# What queuectl creates is its owner's only (SPEC §5): the store and log files, and folders.
+OWNER_ONLY = 0o600
+OWNER_ONLY_FOLDER = 0o700
 MAX_ID_LENGTH = 200
 MAX_QUEUE_LENGTH = 200
 # SQLite and PostgreSQL both store 64-bit signed integers; larger values would fail deep inside.

@@ -16,14 +16,13 @@ import sys
 import time
 from collections.abc import Mapping
 
-from .models import Outcome, RunResult
+from .models import OWNER_ONLY, OWNER_ONLY_FOLDER, Outcome, RunResult
 
 TAIL_BYTES = 8192
 # After SIGTERM, a job gets this long to clean up before its whole group is SIGKILLed.
 KILL_GRACE_SECONDS = 2.0
 IS_WINDOWS = sys.platform == "win32"
 IS_LINUX = sys.platform.startswith("linux")
-OWNER_ONLY = 0o600
 
 
 class RunningCommand:
@@ -274,7 +273,7 @@ def make_private_folder(folder: str) -> None:
     if parent and parent != folder:
         make_private_folder(parent)
     try:
-        os.mkdir(folder, 0o700)
+        os.mkdir(folder, OWNER_ONLY_FOLDER)
     except FileExistsError:
         if not os.path.isdir(folder):
             raise

@@ -385,8 +385,6 @@ class PostgresStore(PostgresStoreBase):
             # Several notifications may be queued (one per commit): one wake-up covers them.
             for _ in listener.notifies(timeout=0):
                 pass
-        except TypeError:  # psycopg older than 3.2: no timeout on notifies(); poll instead
-            time.sleep(timeout)
         except psycopg.Error:
             self._listener = None
             close_quietly(listener)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ..errors import StoreBusy, StoreError
+from ..models import OWNER_ONLY_FOLDER
 from . import sqlite_sql as sql
 from .sqlite_files import (
     READ_ONLY_FS,
@@ -126,7 +127,7 @@ class SQLiteStoreBase:
                         f"cannot open store {self.path}: folder {parent} does not exist"
                     )
                 try:
-                    os.makedirs(parent, mode=0o700, exist_ok=True)
+                    os.makedirs(parent, mode=OWNER_ONLY_FOLDER, exist_ok=True)
                 except OSError as exc:
                     raise StoreError(f"cannot create folder {parent}: {exc.strerror}") from None
             self._create_owner_only()

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 from ..errors import StoreError
+from ..models import OWNER_ONLY
 
-OWNER_ONLY = 0o600
 GROUP_AND_OTHER = 0o077
 
 
@@ -97,14 +97,14 @@ def mend_modes(
     mode = stat.S_IMODE(info.st_mode)
     if info.st_uid == uid and mode & stat.S_IWUSR:
         if mode & GROUP_AND_OTHER:
-            _chmod(path, mode & 0o700)
+            _chmod(path, mode & stat.S_IRWXU)
         for name, side in ((path + "-wal", wal), (path + "-shm", shm)):
             if _owned(side, uid, stat.S_ISREG) and stat.S_IMODE(side.st_mode) != OWNER_ONLY:
                 _chmod(name, OWNER_ONLY)
     logs = os.path.join(os.path.dirname(path), "logs")
     folder = lstat_or_none(logs)
     if _owned(folder, uid, stat.S_ISDIR) and folder.st_mode & GROUP_AND_OTHER:
-        _chmod(logs, stat.S_IMODE(folder.st_mode) & 0o700)
+        _chmod(logs, stat.S_IMODE(folder.st_mode) & stat.S_IRWXU)
 
 
 def _owned(info: os.stat_result | None, uid: int, is_kind: Callable[[int], bool]) -> bool:

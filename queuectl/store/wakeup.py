@@ -17,6 +17,8 @@ import errno
 import os
 import select
 
+from ..models import OWNER_ONLY, OWNER_ONLY_FOLDER
+
 
 def wake_dir_for(store_path: str) -> str:
     return store_path + "-wake"
@@ -59,9 +61,9 @@ class FifoWakeup:
         if not hasattr(os, "mkfifo"):
             return None
         try:
-            os.makedirs(wake_dir, mode=0o700, exist_ok=True)
+            os.makedirs(wake_dir, mode=OWNER_ONLY_FOLDER, exist_ok=True)
             path = os.path.join(wake_dir, f"{os.urandom(8).hex()}.fifo")
-            os.mkfifo(path, 0o600)
+            os.mkfifo(path, OWNER_ONLY)
             # Read end, non-blocking so the open does not wait for a writer.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
             # Our own write end: without a writer, a pipe whose last writer left reads as
