@@ -239,9 +239,9 @@ def test_four_workers_run_hundreds_of_jobs_exactly_once_including_jobs_added_mea
 
 def test_sigterm_lets_the_running_job_finish_starts_no_new_job_and_exits_0(cli, pools):
     speed_up(cli)
-    first = enqueue(
-        cli, id="first", command="touch started; sleep 2; echo done > finished.txt", priority=1
-    )
+    # It runs until the test lets it end (a fixed sleep lost the race on a loaded machine).
+    held = "touch started; while [ ! -e release ]; do sleep 0.05; done; echo done > finished.txt"
+    first = enqueue(cli, id="first", command=held, priority=1)
     second = enqueue(cli, id="second", command="echo ran > second.txt")
     pool = pools.start(cli)
     wait_for(lambda: (cli.cwd / "started").exists(), timeout=DEADLINE)
@@ -250,6 +250,8 @@ def test_sigterm_lets_the_running_job_finish_starts_no_new_job_and_exits_0(cli, 
     assert workers[0]["current_job"] == first
 
     pool.proc.send_signal(signal.SIGTERM)
+    pool.wait_output("stopping once the running jobs finish")
+    (cli.cwd / "release").touch()
     assert pool.wait_exit() == 0, pool.output()
     assert (cli.cwd / "finished.txt").read_text().strip() == "done"
     assert show(cli, first)["state"] == "completed"
