@@ -197,6 +197,11 @@ def backoff_delay(retry: int, base: float, cap: float) -> float:
     return min(float(cap), delay)
 
 
+def heartbeat_interval(lease_seconds: float) -> float:
+    """Beat well inside the lease; at least once a second so cancels take effect quickly."""
+    return max(0.01, min(lease_seconds / 3.0, 1.0))
+
+
 def retry_delay(attempts: int, max_retries: int, base: float, cap: float) -> float | None:
     """After a failed run, seconds until the next try, or None when the job is now dead.
 

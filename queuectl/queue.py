@@ -14,7 +14,16 @@ from typing import BinaryIO, NamedTuple
 
 from . import config
 from .errors import DuplicateJob, QueueError
-from .models import Job, JobSpec, JobState, Run, SpecError, build_spec, parse_spec_json
+from .models import (
+    Job,
+    JobSpec,
+    JobState,
+    Run,
+    SpecError,
+    build_spec,
+    heartbeat_interval,
+    parse_spec_json,
+)
 from .store import Store, WorkerInfo, open_store
 
 
@@ -255,8 +264,6 @@ class Queue:
         """Of these workers, those not heard from for several heartbeats (a partition, a
         frozen host), with how many seconds each has been silent. Their stop request stays
         in the store: they obey it when they reach it again."""
-        from .worker import heartbeat_interval
-
         lease = self.settings()["lease-seconds"]
         silent = _silent_for(self.store, self.live_workers(lease), worker_ids)
         limit = 3 * heartbeat_interval(lease)

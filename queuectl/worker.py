@@ -18,7 +18,7 @@ from .errors import StoreError
 from .eventlog import EventLog, write_line
 from .faults import crash_point
 from .lease import CHECK_SECONDS, LeaseKeeper, fencing
-from .models import Claim, Outcome, RunResult, log_file_name, retry_delay
+from .models import Claim, Outcome, RunResult, heartbeat_interval, log_file_name, retry_delay
 from .runner import (
     RunningCommand,
     close_inherited_fds,
@@ -50,11 +50,6 @@ PAUSE_SLICE_SECONDS = 0.05
 
 # A running job's pid is recorded (and its lease first extended) this long after it starts.
 FIRST_BEAT_SECONDS = 0.05
-
-
-def heartbeat_interval(lease_seconds: float) -> float:
-    """Beat well inside the lease; at least once a second so cancels take effect quickly."""
-    return max(0.01, min(lease_seconds / 3.0, 1.0))
 
 
 class Worker:
