@@ -41,6 +41,8 @@ class JobState(str, Enum):
 
 STATES = tuple(state.value for state in JobState)
 FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELED})
+# A finished job is never canceled: its outcome stands (SPEC §4 `cancel`).
+CANCELABLE_STATES = frozenset({JobState.PENDING, JobState.FAILED, JobState.PROCESSING})
 
 
 class Outcome(str, Enum):
@@ -211,6 +213,20 @@ def retry_delay(attempts: int, max_retries: int, base: float, cap: float) -> flo
     if attempts > max_retries:
         return None
     return backoff_delay(attempts, base, cap)
+
+
+def failed_state(retry_delay: float | None) -> JobState:
+    """Where a job goes after a failed (or lost) run: `failed`, due again after `retry_delay`,
+    or `dead` when that is None (see retry_delay)."""
+    return JobState.DEAD if retry_delay is None else JobState.FAILED
+
+
+def next_state(result: RunResult, retry_delay: float | None) -> tuple[JobState, float]:
+    """The state a run's outcome puts its job in, and the delay before it is due again."""
+    if result.succeeded:
+        return JobState.COMPLETED, 0.0
+    state = failed_state(retry_delay)
+    return state, retry_delay if state is JobState.FAILED else 0.0
 
 
 # ---------------------------------------------------------------------------------------------

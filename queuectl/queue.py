@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from enum import Enum
 from typing import BinaryIO, NamedTuple
 
 from . import config
@@ -33,12 +34,17 @@ class Status(NamedTuple):
     workers: list[WorkerInfo]
 
 
+class CommandFate(str, Enum):
+    """What `cancel` did about a running job's command."""
+
+    ENDED = "ended"  # gone within the wait: killed by its worker, or finished on its own first
+    KILLED = "killed"  # killed by this call: its worker was gone
+    LEFT_TO_WORKER = "left to its worker"  # on another host, or its pid not yet recorded
+
+
 class Canceled(NamedTuple):
     previous: JobState  # the state the job was in
-    # For a running job, what became of its command: "ended" (gone within the wait: killed by
-    # its worker, or finished on its own first), "killed" (by this call: its worker was gone),
-    # "left to its worker" (on another host, or its pid not yet recorded). None otherwise.
-    command: str | None
+    command: CommandFate | None  # for a job that was running; None otherwise
 
 
 class RunLog(NamedTuple):
@@ -209,12 +215,14 @@ class Queue:
         runs = self.store.runs(job_id)
         pid = runs[-1].pid if runs and runs[-1].host == host_name() else None
         if not pid:
-            return Canceled(previous, "left to its worker")
+            return Canceled(previous, CommandFate.LEFT_TO_WORKER)
         if _wait_gone(pid, wait):
-            return Canceled(previous, "ended")
+            return Canceled(previous, CommandFate.ENDED)
         if kill_orphaned_run(pid, job_id) and _wait_gone(pid, 1.0):
-            return Canceled(previous, "killed")  # SIGKILL: gone once the kernel tore it down
-        return Canceled(previous, "ended" if not group_alive(pid) else "left to its worker")
+            # SIGKILL: gone once the kernel tore it down
+            return Canceled(previous, CommandFate.KILLED)
+        fate = CommandFate.LEFT_TO_WORKER if group_alive(pid) else CommandFate.ENDED
+        return Canceled(previous, fate)
 
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
         """Dead jobs (these, or all with None) back to pending, attempts 0; the ids retried."""

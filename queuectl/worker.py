@@ -145,7 +145,7 @@ class Worker:
 
     def _claim(self) -> Claim | None:
         self._claim_sent = time.monotonic()  # the lease of what it claims counts from here
-        return self.store.claim(*self._claim_request())
+        return self.store.claim(self._claim_request())
 
     def _claim_request(self) -> ClaimRequest:
         return ClaimRequest(self.id, self.host, self.queues, self._settings["lease-seconds"])

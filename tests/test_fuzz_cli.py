@@ -46,7 +46,7 @@ from queuectl.models import (
     check_encodable,
     check_name,
 )
-from queuectl.store import open_store
+from queuectl.store import ClaimRequest, open_store
 
 SCALE = int(os.environ.get("QUEUECTL_TEST_EXAMPLES") or 100) / 100
 
@@ -343,7 +343,7 @@ def seed_store(db: str) -> None:
     defaults = {"max-retries": 0, "job-timeout": 300.0}
     store.add([build_spec({"id": name, "command": "true"}, defaults) for name in SEED_IDS])
     for name, fate in (("j-dead", "dead"), ("j-done", "done"), ("j-running", "running")):
-        claim = store.claim("w", "host", None, 3600.0)
+        claim = store.claim(ClaimRequest("w", "host", None, 3600.0))
         assert claim is not None and claim.job.id == name
         if fate == "dead":
             store.finish(claim, RunResult(Outcome.EXITED, 3, "exit 3"), None)

@@ -321,7 +321,7 @@ def machine_for(open_fresh_store, fake_clock: bool):
             now = self.now()
             expected = self.ready(queues, now)
             if finished is None:
-                claim = self.store.claim(worker, "host", queues and list(queues), lease)
+                claim = self.store.claim(ClaimRequest(worker, "host", queues and list(queues), lease))
             else:
                 claim = finished.next_claim
             if expected is None:
@@ -684,7 +684,7 @@ def test_retry_dead_with_the_same_id_twice_retries_it_once(store) -> None:
     # `queuectl dlq retry a a`. SQLite counts the repeat once; PostgreSQL retried the first
     # and then refused the second ("job 'a' is pending, not dead"), undoing both.
     store.add([build_spec({"id": "a", "command": "false", "max_retries": 0}, DEFAULTS)])
-    held = store.claim("w1", "host", None, 60.0)
+    held = store.claim(ClaimRequest("w1", "host", None, 60.0))
     assert store.finish(held, EXIT_3, None).held is True
     assert store.retry_dead(["a", "a"]) == ["a"]
     job = store.get("a")
@@ -696,12 +696,12 @@ def test_a_claim_from_before_a_dlq_retry_is_fenced_even_under_the_same_worker_id
     # random part, but Worker(worker_id=...) lets a Python caller choose one. The fence
     # includes the claim's run (still open), not only the attempt number.
     store.add([build_spec({"id": "a", "command": "false", "max_retries": 0}, DEFAULTS)])
-    stale = store.claim("fixed-id", "host", None, -1.0)  # its lease has run out already
+    stale = store.claim(ClaimRequest("fixed-id", "host", None, -1.0))  # its lease has run out already
     # ...the worker stalls; the rescuer buries the job; a user sends it back from the DLQ...
     assert store.rescue_expired(lambda attempts, max_retries: None, 60.0) == ["a"]
     assert store.retry_dead(["a"]) == ["a"]
     # ...and a new process with the same id claims it: attempt 1 again.
-    fresh = store.claim("fixed-id", "host", None, 60.0)
+    fresh = store.claim(ClaimRequest("fixed-id", "host", None, 60.0))
     assert (fresh.job.id, fresh.attempt) == ("a", stale.attempt)
     assert store.heartbeat("fixed-id", 60.0, stale).held is False
     assert store.finish(stale, OK, None).held is False

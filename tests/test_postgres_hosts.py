@@ -43,7 +43,7 @@ from workerkit import (
 )
 
 from queuectl.models import Outcome, RunResult, build_spec
-from queuectl.store import open_store
+from queuectl.store import ClaimRequest, open_store
 
 pytestmark = [
     pytest.mark.postgres,
@@ -479,10 +479,10 @@ def test_times_come_from_the_server_clock_not_the_hosts(pg_url, monkeypatch, ske
 
             # The skewed host neither starts the delayed job early nor misses the due one, and
             # the lease it takes runs out on the server's clock.
-            claim = store.claim("w1", "skewed-host", None, 5.0)
+            claim = store.claim(ClaimRequest("w1", "skewed-host", None, 5.0))
             assert claim is not None and claim.job.id == "due"
             assert abs(claim.job.lease_until - (server_now() + 5)) < 2
-            assert store.claim("w2", "skewed-host", None, 5.0) is None
+            assert store.claim(ClaimRequest("w2", "skewed-host", None, 5.0)) is None
             assert abs(store.next_run_at(None) - store.now() - 30) < 2
 
             # A skewed rescuer does not steal the live job; a heartbeat extends its lease by the
@@ -495,7 +495,7 @@ def test_times_come_from_the_server_clock_not_the_hosts(pg_url, monkeypatch, ske
 
             # A lease that really ran out is rescued all the same.
             store.add([build_spec({"id": "short", "command": "true"}, DEFAULTS)])
-            short = store.claim("w1", "skewed-host", None, 0.3)
+            short = store.claim(ClaimRequest("w1", "skewed-host", None, 0.3))
             assert short is not None and short.job.id == "short"
             assert store.rescue_expired(bury, 5.0) == []
             wait_for(lambda: server_now() > short.job.lease_until + 0.05, timeout=5)

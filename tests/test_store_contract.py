@@ -40,7 +40,7 @@ def add(store, *job_ids: str, **fields) -> list[str]:
 
 
 def claim(store, worker: str = "w1", queues=None, lease: float = LEASE):
-    return store.claim(worker, "host-a", queues, lease)
+    return store.claim(ClaimRequest(worker, "host-a", queues, lease))
 
 
 def claim_all(store, worker: str = "w1", queues=None) -> list[str]:
@@ -291,7 +291,7 @@ def test_claim_marks_processing_counts_the_attempt_and_opens_a_run(timed):
     store = timed.store
     add(store, "a", max_retries=2)
     now = store.now()
-    held = store.claim("worker-1", "host-a", None, 30.0)
+    held = store.claim(ClaimRequest("worker-1", "host-a", None, 30.0))
     assert held is not None
     assert (held.worker_id, held.attempt) == ("worker-1", 1)
     assert held.job.id == "a" and held.job.state == JobState.PROCESSING
@@ -311,7 +311,7 @@ def test_claim_marks_processing_counts_the_attempt_and_opens_a_run(timed):
     assert claim(store) is None  # nothing else is ready, and "a" is held
 
     assert store.finish(held, EXIT_3, 0.0).held
-    again = store.claim("worker-2", "host-b", None, 30.0)
+    again = store.claim(ClaimRequest("worker-2", "host-b", None, 30.0))
     assert (again.job.id, again.attempt, again.job.attempts) == ("a", 2, 2)
     assert again.run_id != held.run_id
     assert [(r.attempt, r.worker_id) for r in store.runs("a")] == [(1, "worker-1"), (2, "worker-2")]
@@ -927,7 +927,7 @@ def test_concurrent_claimers_take_every_job_exactly_once(store):
         own = open_store(store.target)
         try:
             start.wait()
-            while (held := own.claim(f"w{index}", "host", None, LEASE)) is not None:
+            while (held := own.claim(ClaimRequest(f"w{index}", "host", None, LEASE))) is not None:
                 assert held.attempt == 1
                 claimed[index].append(held.job.id)
                 assert own.finish(held, OK, None).held

@@ -33,7 +33,7 @@ from workerkit import (
     wait_state,
 )
 
-from queuectl.store import open_store
+from queuectl.store import ClaimRequest, open_store
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="looks at processes through /proc"
@@ -406,7 +406,7 @@ def test_burst_requeues_expired_leases_first_and_exits_though_a_job_is_due_later
     later = enqueue(cli, id="later", command="echo too-early > later.txt", delay=3600)
     store = open_store(cli.db)
     try:  # a worker that claimed the job and died at once: its lease runs out in 10 ms
-        claim = store.claim("ghost-worker", "ghost-host", None, 0.01)
+        claim = store.claim(ClaimRequest("ghost-worker", "ghost-host", None, 0.01))
     finally:
         store.close()
     assert claim is not None and claim.job.id == stale

@@ -14,7 +14,7 @@ import socket
 import time
 
 from queuectl.models import Outcome, RunResult
-from queuectl.store import open_store
+from queuectl.store import ClaimRequest, open_store
 
 from .. import history
 from ..bench import Bench
@@ -87,7 +87,7 @@ def claim_all(store_history: history.History) -> tuple[float, float]:
     try:
         while True:
             start = time.perf_counter()
-            claim = store.claim("bench-claimer", host, None, LEASE)
+            claim = store.claim(ClaimRequest("bench-claimer", host, None, LEASE))
             middle = time.perf_counter()
             if claim is None:
                 break

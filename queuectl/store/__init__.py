@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from ..errors import StoreError
-from ..models import STATES, Claim, Job, JobSpec, JobState, Run, RunResult
+from ..models import Claim, Job, JobSpec, JobState, Run, RunResult
 
 # A CLI call waits this long for a locked store (SPEC §5); tests may shorten it.
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -50,25 +50,9 @@ class Finished(NamedTuple):
     next_claim: Claim | None  # the job claimed for `then_claim`, if one was asked for and ready
 
 
-def finished_state(result: RunResult, retry_delay: float | None) -> tuple[JobState, float]:
-    """The state a run's outcome puts its job in, and the delay before it is due again."""
-    if result.succeeded:
-        return JobState.COMPLETED, 0.0
-    if retry_delay is None:
-        return JobState.DEAD, 0.0
-    return JobState.FAILED, retry_delay
-
-
 # Both backends count these states one by one (an index range each) and the whole table once:
 # `completed`, usually by far the largest, is the rest, so no query reads its every row.
 COUNTED_STATES = ("pending", "processing", "failed", "dead", "canceled")
-
-
-def counts_by_state(total: int, counted: Sequence[int]) -> dict[str, int]:
-    """Jobs per state, in STATES order, from the total and one count per COUNTED_STATES."""
-    counts = dict(zip(COUNTED_STATES, counted, strict=True))
-    counts[JobState.COMPLETED.value] = total - sum(counted)
-    return {state: counts[state] for state in STATES}
 
 
 # Called with (attempts, max_retries); returns the delay before the retry, or None for dead.
@@ -109,9 +93,7 @@ class Store(Protocol):
     def runs(self, job_id: str) -> list[Run]:
         """The run history of one job, oldest first; JobNotFound if there is none."""
 
-    def claim(
-        self, worker_id: str, host: str, queues: Sequence[str] | None, lease_seconds: float
-    ) -> Claim | None:
+    def claim(self, request: ClaimRequest) -> Claim | None:
         """Atomically take the best ready job: highest priority, then earliest run_at, then
         oldest. Marks it processing, counts the attempt, opens a run. None if nothing is ready."""
 
@@ -172,18 +154,6 @@ def worker_row_kept(lease_seconds: float) -> float:
     30 s), so that `worker stop` can report it as not reached (SPEC §5). A worker back after
     longer still obeys a stop asked for meanwhile: the store keeps when it was asked."""
     return 10 * lease_seconds
-
-
-def claim_fence(claim: Claim, **values) -> dict:
-    """Statement parameters naming a claim, for the fenced statements of every backend:
-    they act only while this worker still holds this attempt through this (open) run."""
-    return {
-        "job": claim.job.id,
-        "worker": claim.worker_id,
-        "attempt": claim.attempt,
-        "run_id": claim.run_id,
-        **values,
-    }
 
 
 def resolve_target(target: str | None) -> str:

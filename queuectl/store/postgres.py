@@ -22,7 +22,10 @@ so no effect is ever applied twice:
   statement, a run row with the claim's token also means it landed (both did: one statement).
 - cancel / retry_dead / config_unset: if the change is visible it landed; else it runs again.
 
-This module holds the operations; postgres_conn.py the connection they run on.
+The operations' rules are store/operations.py's; this module gives them PostgreSQL's
+transactions and holds what PostgreSQL does its own way: the bulk insert (COPY), the claim and
+the outcome in one round trip each, LISTEN/NOTIFY. The connection is PostgresStoreBase's, in
+postgres_conn.py; the SQL is postgres_sql.py's.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 try:
     import psycopg
@@ -38,40 +42,61 @@ try:
 except ImportError:  # the `postgres` extra is not installed (PostgresStore says so)
     psycopg = None
 
-from ..errors import DuplicateJob, InvalidTransition, JobNotFound, StoreError
-from ..models import FINISHED_STATES, Claim, Job, JobSpec, JobState, RunResult
-from . import (
-    ClaimRequest,
-    Finished,
-    Heartbeat,
-    RetryPolicy,
-    WorkerInfo,
-    claim_fence,
-    counts_by_state,
-    finished_state,
-    worker_row_kept,
-)
+from ..errors import DuplicateJob, StoreError
+from ..models import Claim, JobSpec, JobState
+from . import ClaimRequest, Finished
 from . import postgres_sql as sql
-from .postgres_conn import RETRY, PostgresStoreBase, close_quietly
+from .operations import RETRY, Operations, distinct_ids
+from .postgres_conn import PostgresStoreBase, close_quietly
 
 # A bulk add at least this big refreshes the planner's statistics at once: without them, right
 # after a big load, PostgreSQL sorts every waiting job per claim instead of walking the index.
 ANALYZE_AFTER = 1000
 
 
-class PostgresStore(PostgresStoreBase):
+class _Transaction:
+    """An operation's view of one PostgreSQL transaction (see operations.Transaction)."""
+
+    __slots__ = ("_cur",)
+    now = None  # every statement reads the server's clock (postgres_sql.NOW)
+
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def execute(self, statement: str, params: dict) -> Any:
+        return self._cur.execute(statement, params)
+
+    def wake(self, reason: str) -> None:
+        # Delivered by the server when the transaction commits, and only then.
+        self._cur.execute(sql.NOTIFY, (reason,))
+
+
+class PostgresStore(PostgresStoreBase, Operations):
+    sql = sql
+
+    def _transaction(
+        self,
+        body: Callable[[Any], Any],
+        *,
+        reads: bool = False,  # SQLite's concern: a PostgreSQL transaction takes no lock to start
+        single: bool = False,
+        budget: float | None = None,
+        probe: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        return self._run(
+            lambda cur: body(_Transaction(cur)),
+            probe=None if probe is None else (lambda cur: probe(_Transaction(cur))),
+            single=single,
+            budget=None if budget is None else min(self._busy_timeout, budget),
+        )
+
     # -- jobs ------------------------------------------------------------------------------
 
     def add(self, specs: Sequence[JobSpec]) -> list[str]:
-        ids = [spec.id for spec in specs]
-        seen: set[str] = set()
-        for job_id in ids:
-            if job_id in seen:
-                raise DuplicateJob(job_id)
-            seen.add(job_id)
+        """Insert jobs in one transaction; DuplicateJob (nothing written) if any id exists."""
+        ids = distinct_ids(specs)
         if not specs:
             return []
-
         # A big COPY may take longer than the statement_timeout meant for queue statements: it
         # lifts it for its own transaction, and its cut-off gets a millisecond per row on top
         # (ten times what a slow link needs). A caller that chose call_timeout keeps its bound.
@@ -105,50 +130,13 @@ class PostgresStore(PostgresStoreBase):
                 self._write(sql.ANALYZE_JOBS)
         return added
 
-    def get(self, job_id: str, with_runs: bool = False) -> Job:
-        def read(cur) -> Job:
-            row = cur.execute(sql.SELECT_JOB, (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            runs = cur.execute(sql.SELECT_RUNS, (row[0],)).fetchall() if with_runs else ()
-            return Job.from_row(row[1:], [sql.to_run(run, job_id, self.log_dir) for run in runs])
-
-        return self._run(read)
-
-    def runs(self, job_id: str) -> list:
-        return list(self.get(job_id, with_runs=True).runs)
-
-    def list_jobs(
-        self, state: str | None = None, queue: str | None = None, limit: int | None = None
-    ) -> list[Job]:
-        clauses, params = [], []
-        if state is not None:
-            clauses.append("state = %s")
-            params.append(state)
-        if queue is not None:
-            clauses.append("queue = %s")
-            params.append(queue)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        query = f"SELECT {sql.JOB_COLUMNS} FROM queuectl_jobs {where} ORDER BY seq"
-        if limit is not None:
-            query += " LIMIT %s"
-            params.append(limit)
-        return [Job.from_row(row) for row in self._rows(query, params)]
-
-    def counts(self) -> dict[str, int]:
-        total, *counted = self._rows(sql.COUNT_BY_STATE)[0]
-        return counts_by_state(total, counted)
-
     # -- running ---------------------------------------------------------------------------
 
-    def claim(
-        self, worker_id: str, host: str, queues: Sequence[str] | None, lease_seconds: float
-    ) -> Claim | None:
-        request = ClaimRequest(worker_id, host, queues, lease_seconds)
+    def claim(self, request: ClaimRequest) -> Claim | None:
         statement, params = _claim_statement(sql.CLAIM_JOB, request)
 
         def take(cur) -> Claim | None:
-            return sql.to_claim(cur.execute(statement, params).fetchone(), worker_id)
+            return sql.to_claim(cur.execute(statement, params).fetchone(), request.worker_id)
 
         def landed(cur):
             claim = _find_claim(cur, request, params["token"])
@@ -156,56 +144,25 @@ class PostgresStore(PostgresStoreBase):
 
         return self._run(take, probe=landed, single=True)
 
-    def set_run_pid(self, claim: Claim, pid: int) -> None:
-        self._write(sql.SET_RUN_PID, (pid, claim.run_id))
-
-    def heartbeat(self, worker_id: str, lease_seconds: float, claim: Claim | None) -> Heartbeat:
-        def beat(cur) -> Heartbeat:
-            row = cur.execute(sql.WORKER_HEARTBEAT, (worker_id,)).fetchone()
-            if row is None and worker_id in self._worker_identity:
-                # Pruned while we were silent (a long stall); come back rather than vanish,
-                # with the first start time, and obey a stop asked for since then.
-                started = cur.execute(
-                    sql.REGISTER_WORKER, self._worker_identity[worker_id]
-                ).fetchone()[0]
-                row = cur.execute(sql.STOP_REQUESTED_SINCE, (started,)).fetchone()
-            held = True
-            if claim is not None:
-                cur.execute(sql.EXTEND_LEASE, claim_fence(claim, lease=lease_seconds))
-                held = cur.rowcount == 1
-            return Heartbeat(held=held, stop_requested=bool(row and row[0]))
-
-        # Give up well inside the lease: the caller's monitor also enforces the job's timeout.
-        return self._run(beat, budget=min(self._busy_timeout, max(1.0, lease_seconds / 3)))
-
-    def finish(
-        self,
-        claim: Claim,
-        result: RunResult,
-        retry_delay: float | None,
-        then_claim: ClaimRequest | None = None,
+    def _record_outcome(
+        self, claim: Claim, params: dict, then_claim: ClaimRequest | None
     ) -> Finished:
-        state, delay = finished_state(result, retry_delay)
-        outcome = result.outcome.value
-        params = claim_fence(
-            claim,
-            state=state.value,
-            delay=delay if state is JobState.FAILED else None,
-            exit_code=result.exit_code,
-            error=sql.without_nul(result.error),
-            outcome=outcome,
-            tail=sql.without_nul(result.output_tail),
-            seconds=result.seconds,
-        )
+        outcome = params["outcome"]
+        params = {
+            **params,
+            "error": sql.without_nul(params["error"]),
+            "tail": sql.without_nul(params["tail"]),
+        }
 
         def ours(cur) -> bool:
-            row = cur.execute(sql.SELECT_RUN_OUTCOME, (claim.run_id,)).fetchone()
+            row = cur.execute(sql.SELECT_RUN_OUTCOME, params).fetchone()
             return row is not None and row[0] == outcome
 
-        if then_claim is not None and state is JobState.FAILED and delay <= 0:
+        retry_now = params["state"] == JobState.FAILED.value and params["delay"] <= 0
+        if then_claim is not None and retry_now:
             # A retry due at once may be the best job to claim next, and one statement's
             # snapshot would not show it as ready yet: record the outcome, then claim.
-            return Finished(self.finish(claim, result, retry_delay).held, self.claim(*then_claim))
+            return Finished(self._record_outcome(claim, params, None).held, self.claim(then_claim))
         if then_claim is None:
             held = self._run(
                 lambda cur: cur.execute(sql.FINISH_JOB, params).fetchone()[0] == 1,
@@ -230,124 +187,11 @@ class PostgresStore(PostgresStoreBase):
 
         return self._run(both, probe=landed, single=True)
 
-    def rescue_expired(self, policy: RetryPolicy, lease_seconds: float) -> list[str]:
-        def rescue(cur) -> list[str]:
-            rescued = []
-            for seq, job_id, attempts, max_retries, worker_id in cur.execute(
-                sql.SELECT_EXPIRED
-            ).fetchall():
-                delay = policy(attempts, max_retries)
-                error = f"lost: worker {worker_id} stopped heartbeating and its lease expired"
-                state = JobState.DEAD if delay is None else JobState.FAILED
-                values = {"seq": seq, "attempt": attempts, "error": error}
-                cur.execute(sql.RESCUE_JOB, {**values, "state": state.value, "delay": delay or 0.0})
-                cur.execute(sql.CLOSE_LOST_RUN, values)
-                rescued.append(job_id)
-            cur.execute(sql.PRUNE_WORKERS, (worker_row_kept(lease_seconds),))
-            if rescued:
-                cur.execute(sql.NOTIFY, ("rescue",))
-            return rescued
-
-        return self._run(rescue)
-
-    # -- user operations -------------------------------------------------------------------
-
-    def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
-        chosen: list[str] = []
-
-        def retry(cur) -> list[str]:
-            ids = job_ids
-            if ids is None:
-                ids = [row[0] for row in cur.execute(sql.SELECT_DEAD_IDS).fetchall()]
-            ids = list(dict.fromkeys(ids))  # the same id twice is one retry
-            chosen[:] = ids
-            for job_id in ids:
-                if cur.execute(sql.RETRY_DEAD, (job_id,)).rowcount == 1:
-                    continue
-                row = cur.execute(sql.SELECT_STATE, (job_id,)).fetchone()
-                if row is None:
-                    raise JobNotFound(job_id)
-                raise InvalidTransition(f"job {job_id!r} is {row[0]}, not dead")
-            if ids:
-                cur.execute(sql.NOTIFY, ("retry",))
-            return list(ids)
-
-        def landed(cur):
-            still_dead = cur.execute(sql.COUNT_DEAD, (chosen,)).fetchone()[0]
-            return list(chosen) if still_dead == 0 else RETRY
-
-        return self._run(retry, probe=landed)
-
-    def cancel(self, job_id: str) -> JobState:
-        previous: list[JobState] = []
-
-        def cancel(cur) -> JobState:
-            row = cur.execute(sql.SELECT_FOR_CANCEL, (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            seq, state, attempts = row[0], JobState(row[1]), row[2]
-            if state in FINISHED_STATES:
-                raise InvalidTransition(
-                    f"job {job_id!r} is already {state}; only pending, failed or processing "
-                    "jobs can be canceled"
-                )
-            previous[:] = [state]
-            cur.execute(sql.CANCEL_JOB, {"job": job_id})
-            if state is JobState.PROCESSING:
-                cur.execute(sql.CLOSE_CANCELED_RUN, {"seq": seq, "attempt": attempts})
-            cur.execute(sql.NOTIFY, ("cancel",))
-            return state
-
-        def landed(cur):
-            row = cur.execute(sql.SELECT_STATE, (job_id,)).fetchone()
-            return previous[0] if row is not None and row[0] == "canceled" else RETRY
-
-        return self._run(cancel, probe=landed)
-
-    # -- config ----------------------------------------------------------------------------
-
-    def config_items(self) -> dict[str, str]:
-        return dict(self._rows(sql.SELECT_CONFIG))
-
-    def config_set(self, key: str, value: str) -> None:
-        self._write(sql.UPSERT_CONFIG, (key, value))
-
-    def config_unset(self, key: str) -> bool:
-        def landed(cur):
-            return RETRY if cur.execute(sql.SELECT_CONFIG_KEY, (key,)).fetchone() else True
-
-        return self._run(
-            lambda cur: cur.execute(sql.DELETE_CONFIG, (key,)).rowcount == 1,
-            probe=landed,
-            single=True,
-        )
-
-    # -- workers ---------------------------------------------------------------------------
-
-    def register_worker(self, worker_id: str, host: str, pid: int) -> None:
-        started = self._worker_identity.get(worker_id, {}).get("started")
-        identity = {"id": worker_id, "host": host, "pid": pid, "started": started}
-        self._worker_identity[worker_id] = identity
-        # LISTEN before the first claim, so that nothing committed after it goes unheard.
-        self._listen(check_missed=False)
-        # Remembered, so that coming back after a prune keeps the original start time.
-        identity["started"] = self._value(sql.REGISTER_WORKER, identity)
-
-    def unregister_worker(self, worker_id: str) -> None:
-        self._worker_identity.pop(worker_id, None)
-        self._write(sql.UNREGISTER_WORKER, (worker_id,))
-
-    def live_workers(self, lease_seconds: float) -> list[WorkerInfo]:
-        return [WorkerInfo(*row) for row in self._rows(sql.LIVE_WORKERS, (lease_seconds,))]
-
-    def request_stop(self, lease_seconds: float) -> list[str]:
-        return [row[0] for row in self._rows(sql.REQUEST_STOP, (lease_seconds,))]
-
     # -- waiting ---------------------------------------------------------------------------
 
-    def next_run_at(self, queues: Sequence[str] | None) -> float | None:
-        queue_filter, params = sql.queue_filter(queues)
-        return self._value(sql.NEXT_RUN_AT.format(queue_filter=queue_filter), params)
+    def _listen_for_work(self) -> None:
+        # LISTEN before a worker's first claim, so that nothing committed after it goes unheard.
+        self._listen(check_missed=False)
 
     def _listen(self, check_missed: bool) -> bool:
         """Open the LISTEN connection if it is not open; True if work may have been missed

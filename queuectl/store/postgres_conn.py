@@ -44,13 +44,13 @@ except ImportError:  # the `postgres` extra is not installed
 
 from ..errors import StoreBusy, StoreError
 from . import postgres_sql as sql
+from .operations import RETRY
 from .postgres_limits import MIN_CONNECT_TIMEOUT, Limits, Watchdog
 from .postgres_messages import mask_password, message, scrub
 
 INSTALL_HINT = (
     "PostgreSQL support needs psycopg 3: from the queuectl checkout run pip install '.[postgres]'"
 )
-RETRY = object()  # a probe's answer: the lost transaction did not land; run it again
 
 
 class PostgresStoreBase:

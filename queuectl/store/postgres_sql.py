@@ -5,16 +5,16 @@ exactly and lease arithmetic stays plain numbers; every "now" is the server's cl
 never a host's. Tables carry a `queuectl_` prefix because a PostgreSQL database is often shared
 with an application that may already have a `jobs` or `config` table.
 
-Statements use psycopg's `%(name)s` parameters; `{queue_filter}` is filled in per call, never
+Statements use psycopg's `%(name)s` parameters, named as in sqlite_sql.py for the same
+statement (store/operations.py calls both alike); `{queue_filter}` is filled in per call, never
 with user data. The small functions at the end turn values into parameters and rows into objects.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
-from ..models import Claim, Job, JobSpec, Run, log_file_name
+from ..models import Claim, Job, JobSpec
 from . import COUNTED_STATES
 
 # The server's clock at the start of the transaction: one value for every row a statement
@@ -153,9 +153,14 @@ ANALYZE_JOBS = "ANALYZE queuectl_jobs"
 
 SELECT_IDS_COMMANDS = "SELECT id, command FROM queuectl_jobs WHERE id = ANY(%s::text[])"
 
-SELECT_JOB = f"SELECT seq, {JOB_COLUMNS} FROM queuectl_jobs WHERE id = %s"
+SELECT_JOB = f"SELECT seq, {JOB_COLUMNS} FROM queuectl_jobs WHERE id = %(job)s"
 
-SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM queuectl_runs WHERE job_seq = %s ORDER BY run_id"
+SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM queuectl_runs WHERE job_seq = %(seq)s ORDER BY run_id"
+
+# {where}: JOB_FILTERS joined with AND, or `true`; {limit}: LIMIT or nothing.
+LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM queuectl_jobs WHERE {{where}} ORDER BY seq {{limit}}"
+JOB_FILTERS = {"state": "state = %(state)s", "queue": "queue = %(queue)s"}
+LIMIT = "LIMIT %(limit)s"
 
 # Jobs per state (see COUNTED_STATES), in one statement's snapshot. GROUP BY state aggregated
 # every row: 50-75 ms at a million jobs here, against 32-40 ms. Values: the total, then one
@@ -205,7 +210,7 @@ NEXT_RUN_AT = """
 SELECT min(run_at) FROM queuectl_jobs WHERE state IN ('pending', 'failed') {queue_filter}
 """
 
-SET_RUN_PID = "UPDATE queuectl_runs SET pid = %s WHERE run_id = %s"
+SET_RUN_PID = "UPDATE queuectl_runs SET pid = %(pid)s WHERE run_id = %(run_id)s"
 
 # A claim's run still open is part of the fence: after a dlq retry, attempts start again from
 # 0, and a claim from before it could otherwise match a new claim by the same worker id.
@@ -220,12 +225,14 @@ WHERE id = %(job)s AND state = 'processing' AND worker_id = %(worker)s AND attem
 """
 
 WORKER_HEARTBEAT = f"""
-UPDATE queuectl_workers w SET last_heartbeat = {NOW} WHERE id = %s
+UPDATE queuectl_workers w SET last_heartbeat = {NOW} WHERE id = %(worker)s
 RETURNING stop_requested
     OR EXISTS (SELECT 1 FROM queuectl_stop_request s WHERE s.requested_at > w.started_at)
 """
 # For a worker that registers again after its row was pruned: asked to stop meanwhile?
-STOP_REQUESTED_SINCE = "SELECT EXISTS (SELECT 1 FROM queuectl_stop_request WHERE requested_at > %s)"
+STOP_REQUESTED_SINCE = (
+    "SELECT EXISTS (SELECT 1 FROM queuectl_stop_request WHERE requested_at > %(started)s)"
+)
 
 # Fencing: the outcome only lands while this worker still holds this attempt. A run closed
 # already (by cancel or by the rescuer) keeps that verdict; the tail still lands. A retry
@@ -268,7 +275,7 @@ SELECT {FINISHED}, {CLAIMED}
 FROM (SELECT 1) AS one LEFT JOIN (claimed CROSS JOIN run) ON true
 """
 
-SELECT_RUN_OUTCOME = "SELECT outcome FROM queuectl_runs WHERE run_id = %s"
+SELECT_RUN_OUTCOME = "SELECT outcome FROM queuectl_runs WHERE run_id = %(run_id)s"
 
 # SKIP LOCKED: two rescuers never wait on each other, and a job whose worker is heartbeating
 # right now is left alone (the rescue below re-checks the lease anyway).
@@ -291,20 +298,21 @@ UPDATE queuectl_runs SET finished_at = {NOW}, outcome = 'lost', error = %(error)
 WHERE job_seq = %(seq)s AND attempt = %(attempt)s AND finished_at IS NULL
 """
 
-PRUNE_WORKERS = f"DELETE FROM queuectl_workers WHERE last_heartbeat < {NOW} - %s"
+PRUNE_WORKERS = f"DELETE FROM queuectl_workers WHERE last_heartbeat < {NOW} - %(kept)s"
 
 RETRY_DEAD = f"""
 UPDATE queuectl_jobs
 SET state = 'pending', attempts = 0, run_at = {NOW}, updated_at = {NOW},
     worker_id = NULL, lease_until = NULL
-WHERE id = %s AND state = 'dead'
+WHERE id = %(job)s AND state = 'dead'
 """
 
 SELECT_DEAD_IDS = "SELECT id FROM queuectl_jobs WHERE state = 'dead' ORDER BY seq FOR UPDATE"
-SELECT_STATE = "SELECT state FROM queuectl_jobs WHERE id = %s"
-COUNT_DEAD = "SELECT count(*) FROM queuectl_jobs WHERE id = ANY(%s::text[]) AND state = 'dead'"
+SELECT_STATE = "SELECT state FROM queuectl_jobs WHERE id = %(job)s"
+# Only asked after a lost COMMIT (see store/operations.py): did a dlq retry land?
+COUNT_DEAD = "SELECT count(*) FROM queuectl_jobs WHERE id = ANY(%(ids)s::text[]) AND state = 'dead'"
 
-SELECT_FOR_CANCEL = "SELECT seq, state, attempts FROM queuectl_jobs WHERE id = %s FOR UPDATE"
+SELECT_FOR_CANCEL = "SELECT seq, state, attempts FROM queuectl_jobs WHERE id = %(job)s FOR UPDATE"
 
 CANCEL_JOB = f"""
 UPDATE queuectl_jobs SET state = 'canceled', last_error = 'canceled', worker_id = NULL,
@@ -319,11 +327,11 @@ WHERE job_seq = %(seq)s AND attempt = %(attempt)s AND finished_at IS NULL
 
 SELECT_CONFIG = "SELECT key, value FROM queuectl_config"
 UPSERT_CONFIG = """
-INSERT INTO queuectl_config (key, value) VALUES (%s, %s)
+INSERT INTO queuectl_config (key, value) VALUES (%(key)s, %(value)s)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value
 """
-DELETE_CONFIG = "DELETE FROM queuectl_config WHERE key = %s"
-SELECT_CONFIG_KEY = "SELECT 1 FROM queuectl_config WHERE key = %s"
+DELETE_CONFIG = "DELETE FROM queuectl_config WHERE key = %(key)s"
+SELECT_CONFIG_KEY = "SELECT 1 FROM queuectl_config WHERE key = %(key)s"
 
 # A worker registering again (its row pruned after a long silence, or a retry whose first try
 # landed) keeps the start time it had: `status` shows when it started, not when it came back.
@@ -333,25 +341,22 @@ VALUES (%(id)s, %(host)s, %(pid)s, COALESCE(%(started)s, {NOW}), {NOW})
 ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat
 RETURNING started_at
 """
-UNREGISTER_WORKER = "DELETE FROM queuectl_workers WHERE id = %s"
+UNREGISTER_WORKER = "DELETE FROM queuectl_workers WHERE id = %(worker)s"
 # A worker's current job is derived, not stored: whatever it holds in `processing`.
 LIVE_WORKERS = f"""
 SELECT w.id, w.host, w.pid, w.started_at, w.last_heartbeat,
        (SELECT j.id FROM queuectl_jobs j
         WHERE j.state = 'processing' AND j.worker_id = w.id LIMIT 1)
 FROM queuectl_workers w
-WHERE w.last_heartbeat >= {NOW} - %s ORDER BY w.started_at, w.id
+WHERE w.last_heartbeat >= {NOW} - %(lease)s ORDER BY w.started_at, w.id
 """
-# The notification wakes idle workers, which then look at the store (SPEC §4 `worker stop`).
+NOTE_STOP_REQUEST = f"""
+INSERT INTO queuectl_stop_request (id, requested_at) VALUES (1, {NOW})
+ON CONFLICT (id) DO UPDATE SET requested_at = excluded.requested_at
+"""
 REQUEST_STOP = f"""
-WITH noted AS (
-    INSERT INTO queuectl_stop_request (id, requested_at) VALUES (1, {NOW})
-    ON CONFLICT (id) DO UPDATE SET requested_at = excluded.requested_at
-), asked AS (
-    UPDATE queuectl_workers SET stop_requested = true
-    WHERE last_heartbeat >= {NOW} - %s RETURNING id, started_at
-)
-SELECT id, pg_notify('{CHANNEL}', 'stop') FROM asked ORDER BY started_at, id
+UPDATE queuectl_workers SET stop_requested = true
+WHERE last_heartbeat >= {NOW} - %(lease)s RETURNING id
 """
 
 
@@ -381,11 +386,6 @@ def without_nul(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "\ufffd")
 
 
-def to_run(row: Sequence, job_id: str, log_dir: os.PathLike) -> Run:
-    """A run from a SELECT_RUNS row, with the path its log has on the host that ran it."""
-    return Run(*row, log_path=os.path.join(log_dir, log_file_name(job_id, row[0], row[2])))
-
-
 def to_claim(row: Sequence | None, worker_id: str) -> Claim | None:
     """A claim from a CLAIM_JOB or FIND_CLAIM row: seq, the job's columns, run_id."""
     if row is None:
@@ -395,6 +395,7 @@ def to_claim(row: Sequence | None, worker_id: str) -> Claim | None:
 
 
 def queue_filter(queues: Sequence[str] | None) -> tuple[str, dict]:
+    """The {queue_filter} of the claim and NEXT_RUN_AT for these queues, and its parameters."""
     if not queues:
         return "", {}
     return "AND queue = ANY(%(queues)s::text[])", {"queues": list(queues)}

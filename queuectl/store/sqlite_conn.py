@@ -103,7 +103,7 @@ class SQLiteStoreBase:
         # file that was since deleted or replaced are stale: they no longer hold anything.
         self._open_claims: set[tuple] = set()
         self._stale_claims: set[tuple] = set()
-        self._worker_identity: dict[str, tuple[str, int, float]] = {}  # host, pid, started
+        self._worker_identity: dict[str, dict] = {}  # see operations.Operations
         self._wake_dir = wake_dir_for(self.path)
         self._wakeup: FifoWakeup | None = None
         self._wakeup_tried = False
@@ -190,36 +190,36 @@ class SQLiteStoreBase:
     def _set_synchronous(self, synchronous: str) -> None:
         # This pragma reads the schema, so it can meet a lock (another process recovering the
         # WAL as it opens the store): wait for it like for any lock, do not fail at once.
-        self._conn.execute(f"PRAGMA synchronous = {synchronous}")
+        self._conn.execute(sql.set_synchronous(synchronous))
 
     def _create_owner_only(self) -> None:
         create_owner_only(self.path)
 
     @translate
     def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        version = self._conn.execute(sql.SCHEMA_VERSION).fetchone()[0]
         if version >= len(sql.MIGRATIONS):
             return
         if version == 0:
             self._refuse_foreign_database(self._conn)  # before WAL mode changes the file
             # Outside a transaction by necessity; persistent once set.
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute(sql.JOURNAL_WAL)
         with self._write() as conn:
             # Re-read under the write lock: another process may have migrated meanwhile.
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            version = conn.execute(sql.SCHEMA_VERSION).fetchone()[0]
             if version == 0:
                 self._refuse_foreign_database(conn)
             for number in range(version, len(sql.MIGRATIONS)):
                 for statement in sql.MIGRATIONS[number].split(";"):
                     if statement.strip():
                         conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {len(sql.MIGRATIONS)}")
+            conn.execute(sql.set_schema_version(len(sql.MIGRATIONS)))
 
     def _refuse_foreign_database(self, conn: sqlite3.Connection) -> None:
         """A file with tables but no queuectl schema version belongs to something else (the
         first migration sets the version in the transaction that creates the tables): say so
         rather than add queuectl's tables to it."""
-        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        if conn.execute(sql.COUNT_OBJECTS).fetchone()[0]:
             raise StoreError(
                 f"{self.path} is an SQLite database of another program, not a queuectl store; "
                 "queuectl leaves it unchanged: choose another file"
@@ -300,24 +300,24 @@ class SQLiteStoreBase:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(sql.BEGIN_WRITE)
         try:
             yield conn
         except BaseException:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                conn.execute(sql.ROLLBACK)
             raise
-        conn.execute("COMMIT")
+        conn.execute(sql.COMMIT)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn
-        conn.execute("BEGIN")
+        conn.execute(sql.BEGIN_READ)
         try:
             yield conn
         finally:
             if conn.in_transaction:
-                conn.execute("COMMIT")
+                conn.execute(sql.COMMIT)
 
     def now(self) -> float:
         return self._clock()

@@ -1,7 +1,11 @@
-"""Schema migrations and named statements of the SQLite backend.
+"""Schema migrations and named statements of the SQLite backend: every statement it runs.
 
-Times are REAL epoch seconds. `seq` (the rowid) is the insertion order; `id` is the user's id.
+Times are REAL epoch seconds, from the store's (injectable) clock, passed as `:now`. `seq` (the
+rowid) is the insertion order; `id` is the user's id. Parameters are named, with the names
+postgres_sql.py uses for the same statement, so that store/operations.py calls both alike.
 """
+
+from collections.abc import Sequence
 
 from . import COUNTED_STATES
 
@@ -90,15 +94,53 @@ RUN_COLUMNS = (
     "output_tail, pid"
 )
 
+# -- the connection ---------------------------------------------------------------------------
+
+BEGIN_WRITE = "BEGIN IMMEDIATE"  # takes the write lock up front: see sqlite.py
+BEGIN_READ = "BEGIN"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+SCHEMA_VERSION = "PRAGMA user_version"
+JOURNAL_WAL = "PRAGMA journal_mode = WAL"
+COUNT_OBJECTS = "SELECT count(*) FROM sqlite_master"
+# Incremented when another connection commits: the wake-up fallback without named pipes.
+DATA_VERSION = "PRAGMA data_version"
+
+
+def set_schema_version(version: int) -> str:
+    """PRAGMA takes no parameters: the version is a number of ours, never user data."""
+    return f"PRAGMA user_version = {int(version)}"
+
+
+def set_synchronous(mode: str) -> str:
+    """`mode` is one of store.SYNC_MODES, checked before it gets here."""
+    return f"PRAGMA synchronous = {mode}"
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
 INSERT_JOB = """
 INSERT INTO jobs (id, command, state, max_retries, priority, queue, run_at, timeout,
                   created_at, updated_at)
-VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)
+VALUES (:id, :command, 'pending', :max_retries, :priority, :queue, :run_at, :timeout,
+        :now, :now)
 """
 
-SELECT_JOB = f"SELECT seq, {JOB_COLUMNS} FROM jobs WHERE id = ?"
+# Which ids of a batch are taken, after its insert failed; {marks}: ?, ?, … (ID_CHUNK at most).
+SELECT_EXISTING_IDS = "SELECT id FROM jobs WHERE id IN ({marks})"
+# SQLite limits host parameters per statement; stay well under it when looking up ids.
+ID_CHUNK = 500
 
-SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE job_seq = ? ORDER BY run_id"
+SELECT_JOB = f"SELECT seq, {JOB_COLUMNS} FROM jobs WHERE id = :job"
+
+SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE job_seq = :seq ORDER BY run_id"
+
+# {where}: JOB_FILTERS joined with AND, or `true`; {limit}: LIMIT or nothing.
+LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {{where}} ORDER BY seq {{limit}}"
+JOB_FILTERS = {"state": "state = :state", "queue": "queue = :queue"}
+LIMIT = "LIMIT :limit"
+
+SELECT_STATE = "SELECT state FROM jobs WHERE id = :job"
 
 # Jobs per state without visiting every finished one: SQLite counts a whole table from its
 # b-tree pages (milliseconds at a million rows, where GROUP BY state reads every index entry:
@@ -108,19 +150,22 @@ COUNT_BY_STATE = "SELECT (SELECT count(*) FROM jobs), " + ", ".join(
     f"(SELECT count(*) FROM jobs WHERE state = '{state}')" for state in COUNTED_STATES
 )
 
-# {queue_filter} is either empty or "AND queue IN (?, ?, …)". Without statistics the planner
-# prefers jobs_state and sorts every waiting job; INDEXED BY makes the lookup an index walk.
-CLAIM_JOB = """
+# -- running ----------------------------------------------------------------------------------
+
+# {queue_filter} is either empty or "AND queue IN (:q0, :q1, …)". Without statistics the
+# planner prefers jobs_state and sorts every waiting job; INDEXED BY makes the lookup an index
+# walk.
+CLAIM_JOB = f"""
 UPDATE jobs
 SET state = 'processing', attempts = attempts + 1, worker_id = :worker,
     lease_until = :now + :lease, updated_at = :now
 WHERE seq = (
     SELECT seq FROM jobs INDEXED BY jobs_ready
-    WHERE state IN ('pending', 'failed') AND run_at <= :now {queue_filter}
+    WHERE state IN ('pending', 'failed') AND run_at <= :now {{queue_filter}}
     ORDER BY priority DESC, run_at, seq
     LIMIT 1
 )
-RETURNING seq, {columns}
+RETURNING seq, {JOB_COLUMNS}
 """
 
 NEXT_RUN_AT = """
@@ -130,10 +175,10 @@ WHERE state IN ('pending', 'failed') {queue_filter}
 
 INSERT_RUN = """
 INSERT INTO runs (job_seq, attempt, worker_id, host, started_at)
-VALUES (?, ?, ?, ?, ?)
+VALUES (:seq, :attempt, :worker, :host, :now)
 """
 
-SET_RUN_PID = "UPDATE runs SET pid = ? WHERE run_id = ?"
+SET_RUN_PID = "UPDATE runs SET pid = :pid WHERE run_id = :run_id"
 
 # A claim's run still open is part of the fence: after a dlq retry, attempts start again from
 # 0, and a claim from before it could otherwise match a new claim by the same worker id.
@@ -148,17 +193,19 @@ WHERE id = :job AND state = 'processing' AND worker_id = :worker AND attempts = 
 """
 
 WORKER_HEARTBEAT = """
-UPDATE workers SET last_heartbeat = ? WHERE id = ?
+UPDATE workers SET last_heartbeat = :now WHERE id = :worker
 RETURNING stop_requested
     OR EXISTS (SELECT 1 FROM stop_request s WHERE s.requested_at > workers.started_at)
 """
 # For a worker that registers again after its row was pruned: asked to stop meanwhile?
-STOP_REQUESTED_SINCE = "SELECT EXISTS (SELECT 1 FROM stop_request WHERE requested_at > ?)"
+STOP_REQUESTED_SINCE = "SELECT EXISTS (SELECT 1 FROM stop_request WHERE requested_at > :started)"
 
-# Fencing: the outcome only lands while this worker still holds this attempt.
+# Fencing: the outcome only lands while this worker still holds this attempt. A :delay of
+# NULL keeps run_at (a completed or dead job).
 FINISH_JOB = f"""
 UPDATE jobs
-SET state = :state, run_at = :run_at, exit_code = :exit_code, last_error = :error,
+SET state = :state, run_at = CASE WHEN :delay IS NULL THEN run_at ELSE :now + :delay END,
+    exit_code = :exit_code, last_error = :error,
     worker_id = NULL, lease_until = NULL, updated_at = :now
 WHERE id = :job AND state = 'processing' AND worker_id = :worker AND attempts = :attempt
       AND {RUN_STILL_OPEN}
@@ -176,12 +223,12 @@ WHERE run_id = :run_id
 
 SELECT_EXPIRED = """
 SELECT seq, id, attempts, max_retries, worker_id FROM jobs
-WHERE state = 'processing' AND lease_until < ?
+WHERE state = 'processing' AND lease_until < :now
 """
 
 RESCUE_JOB = """
 UPDATE jobs
-SET state = :state, run_at = :run_at, last_error = :error, exit_code = NULL,
+SET state = :state, run_at = :now + :delay, last_error = :error, exit_code = NULL,
     worker_id = NULL, lease_until = NULL, updated_at = :now
 WHERE seq = :seq AND state = 'processing' AND attempts = :attempt AND lease_until < :now
 """
@@ -191,7 +238,9 @@ UPDATE runs SET finished_at = :now, outcome = 'lost', error = :error
 WHERE job_seq = :seq AND attempt = :attempt AND finished_at IS NULL
 """
 
-PRUNE_WORKERS = "DELETE FROM workers WHERE last_heartbeat < ?"
+PRUNE_WORKERS = "DELETE FROM workers WHERE last_heartbeat < :now - :kept"
+
+# -- user operations --------------------------------------------------------------------------
 
 RETRY_DEAD = """
 UPDATE jobs
@@ -201,6 +250,8 @@ WHERE id = :job AND state = 'dead'
 """
 
 SELECT_DEAD_IDS = "SELECT id FROM jobs WHERE state = 'dead' ORDER BY seq"
+
+SELECT_FOR_CANCEL = "SELECT seq, state, attempts FROM jobs WHERE id = :job"
 
 CANCEL_JOB = """
 UPDATE jobs SET state = 'canceled', last_error = 'canceled', worker_id = NULL,
@@ -215,28 +266,43 @@ WHERE job_seq = :seq AND attempt = :attempt AND finished_at IS NULL
 
 SELECT_CONFIG = "SELECT key, value FROM config"
 UPSERT_CONFIG = """
-INSERT INTO config (key, value) VALUES (?, ?)
+INSERT INTO config (key, value) VALUES (:key, :value)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value
 """
-DELETE_CONFIG = "DELETE FROM config WHERE key = ?"
+DELETE_CONFIG = "DELETE FROM config WHERE key = :key"
+SELECT_CONFIG_KEY = "SELECT 1 FROM config WHERE key = :key"
 
+# -- workers ----------------------------------------------------------------------------------
+
+# A worker registering again (its row pruned after a long silence) keeps the start time it
+# had (:started, None the first time): `status` shows when it started, not when it came back.
 REGISTER_WORKER = """
 INSERT INTO workers (id, host, pid, started_at, last_heartbeat)
-VALUES (?, ?, ?, ?, ?)
+VALUES (:id, :host, :pid, coalesce(:started, :now), :now)
 ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat
+RETURNING started_at
 """
-UNREGISTER_WORKER = "DELETE FROM workers WHERE id = ?"
+UNREGISTER_WORKER = "DELETE FROM workers WHERE id = :worker"
 # A worker's current job is derived, not stored: whatever it holds in `processing`.
 LIVE_WORKERS = """
 SELECT w.id, w.host, w.pid, w.started_at, w.last_heartbeat,
        (SELECT j.id FROM jobs j WHERE j.state = 'processing' AND j.worker_id = w.id LIMIT 1)
 FROM workers w
-WHERE w.last_heartbeat >= ? ORDER BY w.started_at, w.id
+WHERE w.last_heartbeat >= :now - :lease ORDER BY w.started_at, w.id
 """
 NOTE_STOP_REQUEST = """
-INSERT INTO stop_request (id, requested_at) VALUES (1, ?)
+INSERT INTO stop_request (id, requested_at) VALUES (1, :now)
 ON CONFLICT (id) DO UPDATE SET requested_at = excluded.requested_at
 """
 REQUEST_STOP = """
-UPDATE workers SET stop_requested = 1 WHERE last_heartbeat >= ? RETURNING id
+UPDATE workers SET stop_requested = 1 WHERE last_heartbeat >= :now - :lease RETURNING id
 """
+
+
+def queue_filter(queues: Sequence[str] | None) -> tuple[str, dict]:
+    """The {queue_filter} of CLAIM_JOB and NEXT_RUN_AT for these queues, and its parameters."""
+    if not queues:
+        return "", {}
+    names = {f"q{index}": name for index, name in enumerate(queues)}
+    marks = ", ".join(f":{key}" for key in names)
+    return f"AND queue IN ({marks})", names

@@ -1,0 +1,395 @@
+"""The store's operations, written once for every backend: what each checks, which named
+statements it runs in which order, the errors and messages it gives.
+
+A backend (sqlite.py, postgres.py) is a subclass that supplies three things:
+- `sql`: its dialect's module of named statements (sqlite_sql, postgres_sql). Every
+  statement takes named parameters with the same names in both dialects, so the calls here
+  read the same whatever the backend; a statement ignores parameters it does not use.
+- `_transaction(body, ...)`: runs body(tx) as one transaction and returns what it returns.
+  `tx.execute(statement, params)` gives a DB-API cursor; `tx.now` is the time to stamp (the
+  injected clock's on SQLite; None on PostgreSQL, whose statements read the server's clock, so
+  that hosts with skewed clocks agree); `tx.wake(reason)` wakes idle workers once the
+  transaction commits.
+- the operations whose SQL shape differs too much to share a body: `add`'s insert (COPY on
+  PostgreSQL), `claim` and `finish` (one round trip per job on PostgreSQL), waiting for work.
+
+`_transaction` options: `reads` (SQLite: no write lock), `single` (PostgreSQL: one autocommit
+statement), `budget` (PostgreSQL: give up retrying a lost connection after that many seconds),
+`probe` (PostgreSQL: after a COMMIT whose answer was lost, probe(tx) says whether it landed,
+returning the result, or RETRY to run the body again; see postgres.py). Probes only ever run
+where a COMMIT's answer can be lost, so the statements only they use are PostgreSQL's only.
+"""
+
+# No `from __future__ import annotations` (see store/__init__.py): imported by `enqueue`.
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from ..errors import DuplicateJob, InvalidTransition, JobNotFound
+from ..models import (
+    CANCELABLE_STATES,
+    STATES,
+    Claim,
+    Job,
+    JobSpec,
+    JobState,
+    Run,
+    RunResult,
+    failed_state,
+    log_file_name,
+    next_state,
+)
+from . import (
+    COUNTED_STATES,
+    ClaimRequest,
+    Finished,
+    Heartbeat,
+    RetryPolicy,
+    WorkerInfo,
+    worker_row_kept,
+)
+
+# What a probe returns when the change did not land: run the transaction again.
+RETRY = object()
+
+
+class Transaction(Protocol):
+    """What an operation's body gets from `_transaction`."""
+
+    now: float | None
+
+    def execute(self, statement: str, params: dict) -> Any:
+        """Run one named statement; a DB-API cursor (fetchone, fetchall, rowcount)."""
+
+    def wake(self, reason: str) -> None:
+        """Wake idle workers once this transaction has committed."""
+
+
+def distinct_ids(specs: Sequence[JobSpec]) -> list[str]:
+    """The ids of a batch to add; DuplicateJob (nothing written) if one is there twice."""
+    ids = [spec.id for spec in specs]
+    seen: set[str] = set()
+    for job_id in ids:
+        if job_id in seen:
+            raise DuplicateJob(job_id)
+        seen.add(job_id)
+    return ids
+
+
+def claim_fence(claim: Claim, **values) -> dict:
+    """Statement parameters naming a claim, for the fenced statements of every backend:
+    they act only while this worker still holds this attempt through this (open) run."""
+    return {
+        "job": claim.job.id,
+        "worker": claim.worker_id,
+        "attempt": claim.attempt,
+        "run_id": claim.run_id,
+        **values,
+    }
+
+
+def outcome_params(claim: Claim, result: RunResult, retry_delay: float | None) -> dict:
+    """The parameters of the statements that record a run's outcome (FINISH_JOB, CLOSE_RUN):
+    the job's next state, and `delay` until it is due again, None to keep its run_at."""
+    state, delay = next_state(result, retry_delay)
+    return claim_fence(
+        claim,
+        state=state.value,
+        delay=delay if state is JobState.FAILED else None,
+        exit_code=result.exit_code,
+        error=result.error,
+        outcome=result.outcome.value,
+        tail=result.output_tail,
+        seconds=result.seconds,
+    )
+
+
+def counts_by_state(total: int, counted: Sequence[int]) -> dict[str, int]:
+    """Jobs per state, in STATES order, from the total and one count per COUNTED_STATES."""
+    counts = dict(zip(COUNTED_STATES, counted, strict=True))
+    counts[JobState.COMPLETED.value] = total - sum(counted)
+    return {state: counts[state] for state in STATES}
+
+
+def lost_error(worker_id: str) -> str:
+    """Why a run was given up by the rescuer (its run's error and its job's last_error)."""
+    return f"lost: worker {worker_id} stopped heartbeating and its lease expired"
+
+
+class Operations:
+    """Every store operation whose rules do not depend on the backend (see the module doc)."""
+
+    sql: Any  # the backend's module of named statements
+    log_dir: os.PathLike
+    # Per registered worker: id, host, pid and its first start time (None until registered),
+    # so that a worker whose row was pruned during a long stall comes back as it was.
+    _worker_identity: dict[str, dict]
+
+    def _transaction(
+        self,
+        body: Callable[[Transaction], Any],
+        *,
+        reads: bool = False,
+        single: bool = False,
+        budget: float | None = None,
+        probe: Callable[[Transaction], Any] | None = None,
+    ) -> Any:
+        raise NotImplementedError
+
+    def _listen_for_work(self) -> None:
+        """Start listening for new work (before a worker's first claim); a backend hook."""
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def get(self, job_id: str, with_runs: bool = False) -> Job:
+        sql = self.sql
+
+        def read(tx: Transaction) -> Job:
+            row = tx.execute(sql.SELECT_JOB, {"job": job_id}).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            runs = tx.execute(sql.SELECT_RUNS, {"seq": row[0]}).fetchall() if with_runs else ()
+            return Job.from_row(row[1:], [self._run_from_row(run, job_id) for run in runs])
+
+        return self._transaction(read, reads=True)
+
+    def runs(self, job_id: str) -> list[Run]:
+        return list(self.get(job_id, with_runs=True).runs)
+
+    def _run_from_row(self, row: Sequence, job_id: str) -> Run:
+        """A run from a SELECT_RUNS row, with the path its log has on the host that ran it."""
+        log_path = os.path.join(str(self.log_dir), log_file_name(job_id, row[0], row[2]))
+        return Run(*row, log_path=log_path)
+
+    def list_jobs(
+        self, state: str | None = None, queue: str | None = None, limit: int | None = None
+    ) -> list[Job]:
+        params = {"state": state, "queue": queue, "limit": limit}
+        filters = [self.sql.JOB_FILTERS[name] for name in ("state", "queue") if params[name]]
+        statement = self.sql.LIST_JOBS.format(
+            where=" AND ".join(filters) or "true",
+            limit=self.sql.LIMIT if limit is not None else "",
+        )
+        return self._transaction(
+            lambda tx: [Job.from_row(row) for row in tx.execute(statement, params)],
+            reads=True,
+            single=True,
+        )
+
+    def counts(self) -> dict[str, int]:
+        def count(tx: Transaction) -> dict[str, int]:
+            total, *counted = tx.execute(self.sql.COUNT_BY_STATE, {}).fetchone()
+            return counts_by_state(total, counted)
+
+        return self._transaction(count, reads=True, single=True)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def set_run_pid(self, claim: Claim, pid: int) -> None:
+        self._transaction(
+            lambda tx: tx.execute(self.sql.SET_RUN_PID, {"pid": pid, "run_id": claim.run_id}),
+            single=True,
+        )
+
+    def heartbeat(self, worker_id: str, lease_seconds: float, claim: Claim | None) -> Heartbeat:
+        sql = self.sql
+
+        def beat(tx: Transaction) -> Heartbeat:
+            row = tx.execute(sql.WORKER_HEARTBEAT, {"worker": worker_id, "now": tx.now}).fetchone()
+            identity = self._worker_identity.get(worker_id)
+            if row is None and identity is not None:
+                # Pruned while we were silent (a long stall); come back rather than vanish.
+                # Its original start time stays: `status` shows when it started, and a stop
+                # asked for since then applies to it.
+                started = tx.execute(sql.REGISTER_WORKER, {**identity, "now": tx.now}).fetchone()
+                row = tx.execute(sql.STOP_REQUESTED_SINCE, {"started": started[0]}).fetchone()
+            held = True
+            if claim is not None:
+                fence = claim_fence(claim, now=tx.now, lease=lease_seconds)
+                held = tx.execute(sql.EXTEND_LEASE, fence).rowcount == 1
+            return Heartbeat(held=held, stop_requested=bool(row and row[0]))
+
+        # Give up well inside the lease: the caller's monitor also enforces the job's timeout.
+        return self._transaction(beat, budget=max(1.0, lease_seconds / 3))
+
+    def finish(
+        self,
+        claim: Claim,
+        result: RunResult,
+        retry_delay: float | None,
+        then_claim: ClaimRequest | None = None,
+    ) -> Finished:
+        """Record how a run ended (see Store.finish): the rule is next_state's, the statements
+        the backend's, which may also claim the next job in the same round trip."""
+        return self._record_outcome(claim, outcome_params(claim, result, retry_delay), then_claim)
+
+    def _record_outcome(
+        self, claim: Claim, params: dict, then_claim: ClaimRequest | None
+    ) -> Finished:
+        """Run FINISH_JOB and CLOSE_RUN with `params` (outcome_params), then the claim."""
+        raise NotImplementedError
+
+    def rescue_expired(self, policy: RetryPolicy, lease_seconds: float) -> list[str]:
+        """Requeue (or bury) jobs whose lease expired, as failed runs, and forget workers
+        silent for longer than worker_row_kept(lease_seconds). The ids of the jobs rescued."""
+        sql = self.sql
+
+        def rescue(tx: Transaction) -> list[str]:
+            rescued = []
+            expired = tx.execute(sql.SELECT_EXPIRED, {"now": tx.now}).fetchall()
+            for seq, job_id, attempts, max_retries, worker_id in expired:
+                delay = policy(attempts, max_retries)
+                values = {"seq": seq, "attempt": attempts, "error": lost_error(worker_id)}
+                values["now"] = tx.now
+                state = failed_state(delay)
+                tx.execute(sql.RESCUE_JOB, {**values, "state": state.value, "delay": delay or 0.0})
+                tx.execute(sql.CLOSE_LOST_RUN, values)
+                rescued.append(job_id)
+            kept = worker_row_kept(lease_seconds)
+            tx.execute(sql.PRUNE_WORKERS, {"now": tx.now, "kept": kept})
+            if rescued:
+                tx.wake("rescue")
+            return rescued
+
+        return self._transaction(rescue)
+
+    # -- user operations -------------------------------------------------------------------
+
+    def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
+        """dead -> pending with attempts 0, due now; all dead jobs when `job_ids` is None.
+        JobNotFound / InvalidTransition (nothing changed) if any listed job is not dead."""
+        sql = self.sql
+        chosen: list[str] = []
+
+        def retry(tx: Transaction) -> list[str]:
+            ids = job_ids
+            if ids is None:
+                ids = [row[0] for row in tx.execute(sql.SELECT_DEAD_IDS, {}).fetchall()]
+            chosen[:] = dict.fromkeys(ids)  # the same id twice is one retry
+            for job_id in chosen:
+                if tx.execute(sql.RETRY_DEAD, {"job": job_id, "now": tx.now}).rowcount == 1:
+                    continue
+                row = tx.execute(sql.SELECT_STATE, {"job": job_id}).fetchone()
+                if row is None:
+                    raise JobNotFound(job_id)
+                raise InvalidTransition(f"job {job_id!r} is {row[0]}, not dead")
+            if chosen:
+                tx.wake("retry")
+            return list(chosen)
+
+        def landed(tx: Transaction) -> Any:
+            still_dead = tx.execute(sql.COUNT_DEAD, {"ids": chosen}).fetchone()[0]
+            return list(chosen) if still_dead == 0 else RETRY
+
+        return self._transaction(retry, probe=landed)
+
+    def cancel(self, job_id: str) -> JobState:
+        """Cancel a pending, failed or processing job; the state it was in. JobNotFound, or
+        InvalidTransition for a finished job (nothing changed)."""
+        sql = self.sql
+        previous: list[JobState] = []
+
+        def cancel(tx: Transaction) -> JobState:
+            row = tx.execute(sql.SELECT_FOR_CANCEL, {"job": job_id}).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            seq, state, attempts = row[0], JobState(row[1]), row[2]
+            if state not in CANCELABLE_STATES:
+                raise InvalidTransition(
+                    f"job {job_id!r} is already {state}; only pending, failed or processing "
+                    "jobs can be canceled"
+                )
+            previous[:] = [state]
+            tx.execute(sql.CANCEL_JOB, {"job": job_id, "now": tx.now})
+            if state is JobState.PROCESSING:
+                tx.execute(sql.CLOSE_CANCELED_RUN, {"seq": seq, "attempt": attempts, "now": tx.now})
+            tx.wake("cancel")
+            return state
+
+        def landed(tx: Transaction) -> Any:
+            row = tx.execute(sql.SELECT_STATE, {"job": job_id}).fetchone()
+            return previous[0] if row is not None and row[0] == "canceled" else RETRY
+
+        return self._transaction(cancel, probe=landed)
+
+    # -- config ----------------------------------------------------------------------------
+
+    def config_items(self) -> dict[str, str]:
+        return self._transaction(
+            lambda tx: dict(tx.execute(self.sql.SELECT_CONFIG, {}).fetchall()),
+            reads=True,
+            single=True,
+        )
+
+    def config_set(self, key: str, value: str) -> None:
+        self._transaction(
+            lambda tx: tx.execute(self.sql.UPSERT_CONFIG, {"key": key, "value": value}),
+            single=True,
+        )
+
+    def config_unset(self, key: str) -> bool:
+        def landed(tx: Transaction) -> Any:
+            still = tx.execute(self.sql.SELECT_CONFIG_KEY, {"key": key}).fetchone()
+            return RETRY if still else True
+
+        return self._transaction(
+            lambda tx: tx.execute(self.sql.DELETE_CONFIG, {"key": key}).rowcount == 1,
+            single=True,
+            probe=landed,
+        )
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, host: str, pid: int) -> None:
+        # Registering again (after a prune, or a retry whose first try landed) keeps the first
+        # start time: `status` shows when a worker started, not when it came back.
+        started = self._worker_identity.get(worker_id, {}).get("started")
+        identity = {"id": worker_id, "host": host, "pid": pid, "started": started}
+        self._worker_identity[worker_id] = identity
+        # Listening starts before the first claim, so that nothing committed after it goes
+        # unnoticed.
+        self._listen_for_work()
+
+        def register(tx: Transaction) -> float:
+            return tx.execute(self.sql.REGISTER_WORKER, {**identity, "now": tx.now}).fetchone()[0]
+
+        identity["started"] = self._transaction(register, single=True)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self._worker_identity.pop(worker_id, None)
+        self._transaction(
+            lambda tx: tx.execute(self.sql.UNREGISTER_WORKER, {"worker": worker_id}), single=True
+        )
+
+    def live_workers(self, lease_seconds: float) -> list[WorkerInfo]:
+        """Workers that heartbeat within the last `lease_seconds`."""
+
+        def live(tx: Transaction) -> list[WorkerInfo]:
+            rows = tx.execute(self.sql.LIVE_WORKERS, {"now": tx.now, "lease": lease_seconds})
+            return [WorkerInfo(*row) for row in rows]
+
+        return self._transaction(live, reads=True, single=True)
+
+    def request_stop(self, lease_seconds: float) -> list[str]:
+        """Ask every live worker to stop gracefully; their ids. The time of the request is
+        kept, so that a worker away longer than its row is kept stops when it is back."""
+
+        def ask(tx: Transaction) -> list[str]:
+            tx.execute(self.sql.NOTE_STOP_REQUEST, {"now": tx.now})
+            asked = tx.execute(self.sql.REQUEST_STOP, {"now": tx.now, "lease": lease_seconds})
+            ids = [row[0] for row in asked.fetchall()]
+            tx.wake("stop")
+            return ids
+
+        return self._transaction(ask)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def next_run_at(self, queues: Sequence[str] | None) -> float | None:
+        """When the earliest waiting job becomes due, or None if there is none."""
+        queue_filter, params = self.sql.queue_filter(queues)
+        statement = self.sql.NEXT_RUN_AT.format(queue_filter=queue_filter)
+        return self._transaction(
+            lambda tx: tx.execute(statement, params).fetchone()[0], reads=True, single=True
+        )
