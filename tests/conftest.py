@@ -192,6 +192,18 @@ def store(db_target: str):
 
 
 @pytest.fixture
+def timed(db_target: str):
+    """A store of each backend with a clock the test can move forward (storekit.Timed)."""
+    from storekit import FakeClock, Timed  # storekit imports this module
+
+    clock = FakeClock()
+    opened = open_store(db_target, clock=clock)
+    supported = opened.now() == clock.time
+    yield Timed(opened, clock if supported else None)
+    opened.close()
+
+
+@pytest.fixture
 def cli(db_target: str, tmp_path: Path) -> CLI:
     return CLI(db_target, tmp_path)
 

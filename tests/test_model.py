@@ -321,7 +321,9 @@ def machine_for(open_fresh_store, fake_clock: bool):
             now = self.now()
             expected = self.ready(queues, now)
             if finished is None:
-                claim = self.store.claim(ClaimRequest(worker, "host", queues and list(queues), lease))
+                claim = self.store.claim(
+                    ClaimRequest(worker, "host", queues and list(queues), lease)
+                )
             else:
                 claim = finished.next_claim
             if expected is None:
@@ -696,7 +698,8 @@ def test_a_claim_from_before_a_dlq_retry_is_fenced_even_under_the_same_worker_id
     # random part, but Worker(worker_id=...) lets a Python caller choose one. The fence
     # includes the claim's run (still open), not only the attempt number.
     store.add([build_spec({"id": "a", "command": "false", "max_retries": 0}, DEFAULTS)])
-    stale = store.claim(ClaimRequest("fixed-id", "host", None, -1.0))  # its lease has run out already
+    # Its lease has run out already:
+    stale = store.claim(ClaimRequest("fixed-id", "host", None, -1.0))
     # ...the worker stalls; the rescuer buries the job; a user sends it back from the DLQ...
     assert store.rescue_expired(lambda attempts, max_retries: None, 60.0) == ["a"]
     assert store.retry_dead(["a"]) == ["a"]
