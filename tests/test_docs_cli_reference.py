@@ -201,3 +201,39 @@ def test_checker_catches_what_it_should():
     assert list(invocations(tokens("createdb --owner queuectl queuectl"))) == []
     assert list(invocations(tokens("timeout 600 queuectl worker start"))) == [["worker", "start"]]
     assert list(invocations(tokens("A=1 python -m queuectl status"))) == [["status"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# links between the docs
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file."""
+    found = set()
+    block = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line):
+            block = not block
+        elif not block and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
+
+
+@pytest.mark.parametrize(
+    "doc", [*GUIDES, ROOT / "benchmarks" / "README.md"], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_relative_links_and_anchors_exist(doc):
+    problems = []
+    for target in LINK.findall(doc.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        file_part, _, anchor = target.partition("#")
+        path = (doc.parent / file_part).resolve() if file_part else doc
+        if not path.exists():
+            problems.append(f"{target}: no such file")
+        elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+            problems.append(f"{target}: no such heading in {path.name}")
+    assert not problems, f"{doc.name}: " + "; ".join(problems)
