@@ -54,9 +54,10 @@ def test_every_spec_command_is_in_the_reference():
 
 
 @pytest.mark.parametrize("path", list(COMMANDS), ids=lambda path: " ".join(path) or "queuectl")
-def test_reference_section_is_what_help_prints(path):
+def test_reference_section_is_what_help_prints(path, tmp_path, monkeypatch):
     """The generator's contexts are those of a real invocation: same usage line, same text."""
     ctx = next(ctx for p, ctx in SECTIONS if p == path)
+    monkeypatch.chdir(tmp_path)  # the root group reads a .env of the current folder
     result = CliRunner().invoke(
         ROOT_GROUP, [*path, "--help"], prog_name="queuectl", terminal_width=GEN.WIDTH
     )
