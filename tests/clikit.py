@@ -1,4 +1,4 @@
-"""Helpers for the CLI tests (tests/test_cli_*.py): what a failure must look like to a user,
+"""Helpers for tests that drive the CLI: what a failure must look like to a user, enqueueing,
 burst workers, and reading times. Not a test module itself.
 """
 
@@ -78,10 +78,23 @@ def enqueue(cli: CLI, **spec) -> str:
     return out.strip()
 
 
-def run_burst(cli: CLI, **env: str) -> subprocess.CompletedProcess:
-    """One burst worker: runs every job that is ready now, then exits 0. Retries are immediate
-    unless the caller sets QUEUECTL_BACKOFF_BASE."""
-    result = cli("worker", "start", "--burst", env={"QUEUECTL_BACKOFF_BASE": "0", **env})
+def enqueue_many(
+    cli: CLI, specs: list[dict], chunk: int = 10_000, timeout: float = 60
+) -> list[str]:
+    """Enqueue specs as JSON lines on stdin, `chunk` of them a call; returns the ids printed."""
+    ids: list[str] = []
+    for start in range(0, len(specs), chunk):
+        text = "".join(json.dumps(spec) + "\n" for spec in specs[start : start + chunk])
+        ids += assert_ok(cli("enqueue", "-", input=text, timeout=timeout)).split()
+    return ids
+
+
+def run_burst(cli: CLI, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """One burst worker (`worker start --burst ARGS`) in the foreground: runs every job that is
+    ready now, then must exit 0. Retries are immediate unless the test set a backoff base, in
+    `cli.env` (speed_up) or in `env`."""
+    backoff = {"QUEUECTL_BACKOFF_BASE": cli.env.get("QUEUECTL_BACKOFF_BASE", "0")}
+    result = cli("worker", "start", "--burst", *args, env={**backoff, **(env or {})})
     assert_ok(result)
     return result
 

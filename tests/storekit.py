@@ -22,15 +22,17 @@ FUTURE = "2100-01-01T00:00:00Z"
 EPS = 0.01
 
 
-def spec(job_id: str | None = None, **fields):
+def spec(job_id: str | None = None, *, defaults: dict = DEFAULTS, **fields):
+    """A job spec as `enqueue` builds it; the command echoes the id unless `fields` names one."""
     data = {"command": f"echo {job_id}", **fields}
     if job_id is not None:
         data["id"] = job_id
-    return build_spec(data, DEFAULTS)
+    return build_spec(data, defaults)
 
 
-def add(store, *job_ids: str, **fields) -> list[str]:
-    return store.add([spec(job_id, **fields) for job_id in job_ids])
+def add(store, *job_ids: str, defaults: dict = DEFAULTS, **fields) -> list[str]:
+    """Add one job per id, all with the same `fields`, in one call; returns the ids."""
+    return store.add([spec(job_id, defaults=defaults, **fields) for job_id in job_ids])
 
 
 def claim(store, worker: str = "w1", queues=None, lease: float = LEASE):

@@ -204,7 +204,7 @@ def test_cancel_by_state_after_a_run(cli):
     enqueue(cli, id="buried", command="exit 3", max_retries=0)
     enqueue(cli, id="retrying", command="exit 1", max_retries=2)
     # A long backoff: after its first failure `retrying` waits, `failed`, and the burst ends.
-    run_burst(cli, QUEUECTL_BACKOFF_BASE="1000")
+    run_burst(cli, env={"QUEUECTL_BACKOFF_BASE": "1000"})
     states = {job["id"]: job["state"] for job in all_jobs(cli)}
     assert states == {"done": "completed", "buried": "dead", "retrying": "failed"}
 
@@ -313,7 +313,7 @@ def test_logs_says_on_stderr_when_only_the_stores_tail_is_left(cli):
     enqueue(cli, id="kept", command="echo kept")
     run_burst(cli)
     enqueue(cli, id="remote", command="echo remote")
-    run_burst(cli, QUEUECTL_HOSTNAME="box-b")
+    run_burst(cli, env={"QUEUECTL_HOSTNAME": "box-b"})
     for job_id in ("long", "short", "silent", "remote"):
         for run in cli.json("show", job_id)["runs"]:
             Path(run["log_path"]).unlink(missing_ok=True)  # a silent run may have left none

@@ -22,6 +22,7 @@ import subprocess
 import sys
 
 import pytest
+from clikit import enqueue_many
 from conftest import wait_for
 from faultkit import (
     Marks,
@@ -35,7 +36,7 @@ from faultkit import (
     wait_workers,
     worker_pids,
 )
-from workerkit import DEADLINE, FAST, enqueue_many, speed_up
+from workerkit import DEADLINE, FAST, speed_up
 
 from queuectl.store import open_store
 

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from clikit import enqueue
 from conftest import wait_for
-from workerkit import DEADLINE, alive, enqueue, show, speed_up, wait_int, wait_state
+from workerkit import DEADLINE, alive, show, speed_up, wait_int, wait_state
 
 from queuectl.lease import fencing
 

@@ -34,6 +34,7 @@ from click.testing import CliRunner
 from conftest import base_env
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from storekit import add
 
 from queuectl.cli import cli
 from queuectl.config import KEYS
@@ -42,7 +43,6 @@ from queuectl.models import (
     Outcome,
     RunResult,
     SpecError,
-    build_spec,
     check_encodable,
     check_name,
 )
@@ -340,8 +340,7 @@ def seeded(make) -> Cli:
 
 def seed_store(db: str) -> None:
     store = open_store(db)
-    defaults = {"max-retries": 0, "job-timeout": 300.0}
-    store.add([build_spec({"id": name, "command": "true"}, defaults) for name in SEED_IDS])
+    add(store, *SEED_IDS, command="true", defaults={"max-retries": 0, "job-timeout": 300.0})
     for name, fate in (("j-dead", "dead"), ("j-done", "done"), ("j-running", "running")):
         claim = store.claim(ClaimRequest("w", "host", None, 3600.0))
         assert claim is not None and claim.job.id == name

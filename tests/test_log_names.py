@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clikit import enqueue, enqueue_many, run_burst
 from conftest import CLI
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -35,8 +36,8 @@ def mode(path: Path) -> int:
 
 
 def run_job(cli: CLI, job_id: str, command: str) -> None:
-    cli.ok("enqueue", "--id", job_id, "--command", command)
-    cli.ok("worker", "start", "--burst", "--quiet")
+    enqueue(cli, id=job_id, command=command)
+    run_burst(cli, "--quiet")
     assert cli.json("show", job_id)["state"] == "completed"
 
 
@@ -155,11 +156,9 @@ def test_no_log_file_name_starts_with_a_dash(tmp_path):
     # A job `-rf` gave `logs/-rf.1.….log`, which `rm *` in the logs folder takes for options.
     cli = CLI(str(tmp_path / "a.db"), tmp_path)
     ids = ["-rf", "--", "-", "-i"]
-    specs = "".join(
-        f'{{"id": "{job_id}", "command": "echo out$QUEUECTL_JOB_ID"}}\n' for job_id in ids
-    )
-    assert cli.ok("enqueue", "-", input=specs).split() == ids
-    cli.ok("worker", "start", "--burst", "--quiet")
+    specs = [{"id": job_id, "command": "echo out$QUEUECTL_JOB_ID"} for job_id in ids]
+    assert enqueue_many(cli, specs) == ids
+    run_burst(cli, "--quiet")
     logs = tmp_path / "logs"
     names = sorted(path.name for path in logs.iterdir())
     assert len(names) == len(ids) and not [name for name in names if name.startswith("-")], names

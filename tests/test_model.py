@@ -54,6 +54,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from storekit import DEFAULTS, EXIT_3, FakeClock, add
 
 from queuectl.errors import DuplicateJob, InvalidTransition, JobNotFound
 from queuectl.models import STATES, Outcome, RunResult, build_spec
@@ -73,14 +74,12 @@ def machine_settings(backend: str) -> settings:
     )
 
 
-DEFAULTS = {"max-retries": 3, "job-timeout": 300.0}
 SLOTS = 2  # worker processes alive at any time
 QUEUES = ("default", "q1", "q2")
 QUEUE_FILTERS = (None, ("default",), ("q1", "q2"), ("q2",))
 # Ids are data: quotes, SQL and LIKE wildcards must be stored and matched literally.
 ID_TAILS = ("", "'); DROP TABLE jobs; --", "%_", ' "q" ünï ✓', "/../x")
 OK = RunResult(Outcome.EXITED, 0, None, output_tail="ok\n")
-EXIT_3 = RunResult(Outcome.EXITED, 3, "exited with status 3", output_tail="oops\n")
 LONG = 1e6  # PostgreSQL: "never" within one test
 
 
@@ -621,14 +620,6 @@ def machine_for(open_fresh_store, fake_clock: bool):
     return StoreMachine
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.time = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.time
-
-
 def fresh_sqlite(folder: Path):
     def open_fresh():
         clock = FakeClock()
@@ -685,7 +676,7 @@ def test_store_behaves_like_the_model(db_target: str, tmp_path: Path) -> None:
 def test_retry_dead_with_the_same_id_twice_retries_it_once(store) -> None:
     # `queuectl dlq retry a a`. SQLite counts the repeat once; PostgreSQL retried the first
     # and then refused the second ("job 'a' is pending, not dead"), undoing both.
-    store.add([build_spec({"id": "a", "command": "false", "max_retries": 0}, DEFAULTS)])
+    add(store, "a", command="false", max_retries=0)
     held = store.claim(ClaimRequest("w1", "host", None, 60.0))
     assert store.finish(held, EXIT_3, None).held is True
     assert store.retry_dead(["a", "a"]) == ["a"]
@@ -697,9 +688,10 @@ def test_a_claim_from_before_a_dlq_retry_is_fenced_even_under_the_same_worker_id
     # Only reachable when two processes share a worker id: ids made by `worker start` carry a
     # random part, but Worker(worker_id=...) lets a Python caller choose one. The fence
     # includes the claim's run (still open), not only the attempt number.
-    store.add([build_spec({"id": "a", "command": "false", "max_retries": 0}, DEFAULTS)])
-    # Its lease has run out already:
-    stale = store.claim(ClaimRequest("fixed-id", "host", None, -1.0))
+    add(store, "a", command="false", max_retries=0)
+    stale = store.claim(
+        ClaimRequest("fixed-id", "host", None, -1.0)
+    )  # its lease has run out already
     # ...the worker stalls; the rescuer buries the job; a user sends it back from the DLQ...
     assert store.rescue_expired(lambda attempts, max_retries: None, 60.0) == ["a"]
     assert store.retry_dead(["a"]) == ["a"]

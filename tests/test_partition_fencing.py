@@ -22,7 +22,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import base_env, wait_for
+from clikit import enqueue
+from conftest import CLI, wait_for
 from workerkit import DEADLINE, alive
 
 from queuectl.lease import fencing
@@ -48,12 +49,11 @@ class Hosts:
 
     def __init__(self, ns, url: str, home: Path, lease: str) -> None:
         self.ns, self.url, self.home = ns, url, home
-        self.env = {
-            **base_env(url, home),
-            "QUEUECTL_LEASE_SECONDS": lease,
-            "QUEUECTL_POLL_INTERVAL": "0.1",
-            "QUEUECTL_BACKOFF_BASE": "0",
-        }
+        self.cli = CLI(url, home)  # enqueues from h0, outside the namespace
+        self.cli.env.update(
+            QUEUECTL_LEASE_SECONDS=lease, QUEUECTL_POLL_INTERVAL="0.1", QUEUECTL_BACKOFF_BASE="0"
+        )
+        self.env = self.cli.env
         self.procs: list = []
 
     def start(self, host: str, *args: str):
@@ -84,18 +84,6 @@ class Hosts:
     def sql(self, statement: str, params=()) -> list:
         with psycopg.connect(self.url, autocommit=True) as conn:
             return conn.execute(statement, params).fetchall()
-
-    def enqueue(self, job_id: str, command: str, **spec) -> None:
-        line = json.dumps({"id": job_id, "command": command, "queue": "q", **spec})
-        result = subprocess.run(
-            [sys.executable, "-m", "queuectl", "enqueue", line],
-            env=self.env,
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-        )
-        assert result.returncode == 0, result.stderr
 
     def mark(self, name: str) -> float | None:
         try:
@@ -130,7 +118,7 @@ def partition_cycles(hosts, cycles: int, lease: float, per_cycle: int = 2) -> li
     for cycle in range(cycles):
         jobs = [f"c{cycle}j{n}" for n in range(per_cycle)]
         for job in jobs:
-            h.enqueue(job, MARKING, max_retries=1)
+            enqueue(h.cli, id=job, command=MARKING, queue="q", max_retries=1)
         for job in jobs:
             wait_for(lambda j=job: h.mark(f"last.{j}.1"), timeout=DEADLINE)
         time.sleep(0.3)  # a renewal or two on the way
@@ -172,7 +160,7 @@ def test_a_partition_of_40_percent_of_the_lease_is_ridden_through(hosts):
     lease = 10.0
     h = hosts(str(lease))
     h1 = h.start("h1", "--queue", "q")
-    h.enqueue("long", "sleep 8; echo done > long.done", max_retries=0)
+    enqueue(h.cli, id="long", command="sleep 8; echo done > long.done", queue="q", max_retries=0)
     wait_for(lambda: h.state("long") == ("processing", 1), timeout=DEADLINE)
     h0 = h.start("h0", "--queue", "q")  # would rescue the job if its lease ran out
     time.sleep(0.5)
@@ -194,7 +182,14 @@ def slow_job(hosts, host: str) -> tuple[Hosts, int]:
     """A job with a 2 s timeout that would run a minute, running on `host`; and its pid."""
     h = hosts("30")
     h.start(host, "--queue", "q")
-    h.enqueue("slow", "echo $$ > pid.slow; exec sleep 60", timeout=2, max_retries=0)
+    enqueue(
+        h.cli,
+        id="slow",
+        command="echo $$ > pid.slow; exec sleep 60",
+        queue="q",
+        timeout=2,
+        max_retries=0,
+    )
     pid = wait_for(
         lambda: (h.home / "pid.slow").exists() and int((h.home / "pid.slow").read_text())
     )

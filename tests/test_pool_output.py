@@ -23,19 +23,9 @@ import time
 from pathlib import Path
 
 import pytest
+from clikit import enqueue, enqueue_many
 from conftest import wait_for
-from workerkit import (
-    DEADLINE,
-    Pool,
-    alive,
-    enqueue,
-    enqueue_many,
-    show,
-    speed_up,
-    status,
-    wait_int,
-    wait_state,
-)
+from workerkit import DEADLINE, Pool, alive, show, speed_up, status, wait_int, wait_state
 
 from queuectl.stopping import STOP_COPY_SECONDS
 

@@ -17,19 +17,13 @@ import uuid
 
 import pytest
 from conftest import CLI
+from storekit import spec
 
 from queuectl.errors import StoreBusy, StoreError
-from queuectl.models import build_spec
 from queuectl.store import open_store
 from queuectl.store.postgres_messages import mask_password, scrub
 
 pytestmark = pytest.mark.postgres
-
-DEFAULTS = {"max-retries": 3, "job-timeout": 300}
-
-
-def specs(count: int) -> list:
-    return [build_spec({"command": "true"}, DEFAULTS) for _ in range(count)]
 
 
 def with_host(url: str, host_port: str) -> str:
@@ -155,12 +149,14 @@ def test_a_bulk_add_is_not_cut_by_the_statement_timeout_of_short_statements(pg_u
     try:
         slow_inserts(pg_url, 0.002)
         start = time.monotonic()
-        assert len(store.add(specs(1000))) == 1000  # about 2 s of COPY
+        assert (
+            len(store.add([spec(command="true") for _ in range(1000)])) == 1000
+        )  # about 2 s of COPY
         assert time.monotonic() - start > 1.0
         # A single statement that long is a stuck server: reported, the connection kept.
         slow_inserts(pg_url, 1.5)
         with pytest.raises(StoreBusy, match="statement was canceled"):
-            store.add(specs(1))
+            store.add([spec(command="true")])
         assert store.counts()["pending"] == 1000
     finally:
         store.close()

@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 
 import pytest
+from clikit import enqueue, enqueue_many
 from conftest import CLI, wait_for
+from storekit import add
 from workerkit import (
     DEADLINE,
     alive,
-    enqueue,
-    enqueue_many,
     epoch,
     pool_cleanup,
     show,
@@ -42,7 +42,7 @@ from workerkit import (
     wait_state,
 )
 
-from queuectl.models import Outcome, RunResult, build_spec
+from queuectl.models import Outcome, RunResult
 from queuectl.store import ClaimRequest, open_store
 
 pytestmark = [
@@ -471,8 +471,8 @@ def test_times_come_from_the_server_clock_not_the_hosts(pg_url, monkeypatch, ske
             before, now, after = server_now(), store.now(), server_now()
             assert before <= now <= after
 
-            store.add([build_spec({"id": "later", "command": "true", "delay": 30}, DEFAULTS)])
-            store.add([build_spec({"id": "due", "command": "true"}, DEFAULTS)])
+            add(store, "later", command="true", delay=30, defaults=DEFAULTS)
+            add(store, "due", command="true", defaults=DEFAULTS)
             delayed = store.get("later")
             assert abs(delayed.run_at - (server_now() + 30)) < 2
             assert abs(delayed.created_at - server_now()) < 2
@@ -494,7 +494,7 @@ def test_times_come_from_the_server_clock_not_the_hosts(pg_url, monkeypatch, ske
             assert abs(store.get("due").updated_at - server_now()) < 2
 
             # A lease that really ran out is rescued all the same.
-            store.add([build_spec({"id": "short", "command": "true"}, DEFAULTS)])
+            add(store, "short", command="true", defaults=DEFAULTS)
             short = store.claim(ClaimRequest("w1", "skewed-host", None, 0.3))
             assert short is not None and short.job.id == "short"
             assert store.rescue_expired(bury, 5.0) == []

@@ -27,6 +27,7 @@ import sys
 import time
 
 import pytest
+from clikit import enqueue_many
 from faultkit import counts, fresh_cli, integrity, reader, stop_pool, wait_workers, worker_pids
 from workerkit import FAST, pool_cleanup, rss_kib
 
@@ -58,13 +59,6 @@ def job_specs(total: int, rng: random.Random) -> list[dict]:
             spec["max_retries"] = 0
         specs.append(spec)
     return specs
-
-
-def enqueue_in_chunks(cli, specs: list[dict], chunk: int = 10_000) -> None:
-    for start in range(0, len(specs), chunk):
-        text = "".join(json.dumps(spec) + "\n" for spec in specs[start : start + chunk])
-        ids = cli.ok("enqueue", "-", input=text, timeout=300).split()
-        assert ids == [spec["id"] for spec in specs[start : start + chunk]]
 
 
 def finished(db: str) -> int:
@@ -124,7 +118,7 @@ def soak(tmp_path, total: int, kills: int, seed: int) -> dict:
     rng = random.Random(seed)
     cli = fresh_cli(tmp_path / "store", FAST)
     specs = job_specs(total, rng)
-    enqueue_in_chunks(cli, specs)
+    assert enqueue_many(cli, specs, timeout=300) == [spec["id"] for spec in specs]
     kill_at = sorted(rng.sample(range(total // 10, total * 9 // 10), kills))
     samples: dict[int, list[tuple[int, int]]] = {}  # pid -> [(jobs finished, VmRSS KiB)]
     killed = []

@@ -17,18 +17,8 @@ import sys
 import time
 
 import pytest
-from workerkit import (
-    DEADLINE,
-    Pool,
-    alive,
-    enqueue,
-    show,
-    speed_up,
-    status,
-    wait_gone,
-    wait_int,
-    wait_state,
-)
+from clikit import enqueue
+from workerkit import DEADLINE, Pool, alive, show, speed_up, status, wait_gone, wait_int, wait_state
 
 from queuectl.stopping import STOP_COPY_SECONDS, StopSignals
 

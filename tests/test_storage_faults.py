@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clikit import assert_error
+from clikit import assert_error, enqueue_many
 from conftest import CLI, wait_for
 from faultkit import (
     completed,
@@ -36,7 +36,7 @@ from faultkit import (
     wait_workers,
     worker_pids,
 )
-from workerkit import DEADLINE, FAST, Pools, enqueue_many
+from workerkit import DEADLINE, FAST, Pools
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="builds faults with Linux tools, reads /proc"

@@ -16,7 +16,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from clikit import assert_error, assert_ok, enqueue, job_ids, modes_bind_preexec, run_queuectl
+from clikit import (
+    assert_error,
+    assert_ok,
+    enqueue,
+    job_ids,
+    modes_bind_preexec,
+    run_burst,
+    run_queuectl,
+)
 from conftest import CLI
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes and owners")
@@ -82,7 +90,7 @@ def test_readable_store_files_and_logs_of_this_user_become_owner_only(sqlite_cli
     cli = sqlite_cli
     db, wal, shm = store_files(cli)
     enqueue(cli, id="first", command="echo private")
-    assert_ok(cli("worker", "start", "--burst"))
+    run_burst(cli)
     logs = Path(cli.cwd, "logs")
     # As an older queuectl (or a store made by hand) left them; a reader keeps -wal and -shm.
     reader = sqlite3.connect(cli.db)
@@ -112,7 +120,7 @@ def test_files_of_other_users_are_left_as_they_are(sqlite_cli):
     cli = sqlite_cli
     db, _wal, shm = store_files(cli)
     enqueue(cli, id="first", command="true")
-    assert_ok(cli("worker", "start", "--burst"))
+    run_burst(cli)
     logs = Path(cli.cwd, "logs")
     # Not the -wal: SQLite running as root gives it (and the -shm) the store file's owner when
     # it opens it; the -shm keeps its mode, though, so it shows whether queuectl touched it.

@@ -18,8 +18,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from clikit import enqueue
 from conftest import CLI, postgres_admin_url, wait_for
-from workerkit import DEADLINE, enqueue, speed_up, wait_state
+from workerkit import DEADLINE, speed_up, wait_state
 
 from queuectl.worker import STORE_CALL_SECONDS
 

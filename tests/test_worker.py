@@ -17,12 +17,11 @@ import threading
 import time
 
 import pytest
+from clikit import enqueue, enqueue_many, run_burst
 from conftest import wait_for
 from workerkit import (
     DEADLINE,
     alive,
-    enqueue,
-    enqueue_many,
     epoch,
     rss_kib,
     show,
@@ -40,13 +39,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def burst(cli, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`worker start --burst` in the foreground; fails the test if it does not exit 0."""
-    result = cli("worker", "start", "--burst", *args, env=env, timeout=DEADLINE * 2)
-    assert result.returncode == 0, result.stderr
-    return result
-
-
 # -- 1. success --------------------------------------------------------------------------------
 
 
@@ -57,7 +49,7 @@ def test_successful_job_is_completed_with_its_output_in_logs(cli):
         id="hello",
         command='echo "out id=$QUEUECTL_JOB_ID attempt=$QUEUECTL_ATTEMPT"; echo err-line >&2',
     )
-    burst(cli)
+    run_burst(cli)
 
     shown = show(cli, job)
     assert shown["state"] == "completed"
@@ -77,7 +69,7 @@ def test_a_job_holds_no_descriptor_of_its_worker(cli):
     speed_up(cli)
     direct = enqueue(cli, id="direct", command="ls /proc/self/fd")
     shell = enqueue(cli, id="shell", command="ls /proc/self/fd | cat")
-    burst(cli)
+    run_burst(cli)
     # `ls` lists 0-2 and the folder it opened itself (3). Under the shell, ls's stdout is the
     # pipe to `cat`, and dash keeps nothing else open.
     for job in (direct, shell):
@@ -123,7 +115,7 @@ def test_failing_job_backs_off_exponentially_then_is_dead_and_dlq_retry_runs_it_
     assert len(shown["runs"]) == 3, "dlq retry keeps the run history"
     assert cli.json("dlq", "list") == []
 
-    burst(cli)
+    run_burst(cli)
     shown = show(cli, job)
     assert shown["attempts"] == 1
     assert shown["state"] == "failed"  # its first retry is scheduled 1.5 s later
@@ -140,7 +132,7 @@ def test_missing_command_fails_with_127_like_any_other_and_the_worker_carries_on
         cli, id="missing", command="queuectl-no-such-command-xyz --flag", max_retries=1
     )
     after = enqueue(cli, id="after", command="echo carried-on > after.txt")
-    burst(cli)
+    run_burst(cli)
 
     shown = show(cli, missing)
     assert shown["state"] == "dead"
@@ -321,7 +313,7 @@ def test_second_sigterm_kills_the_running_command_which_is_retried_and_exits_non
     assert "kill" in (shown["last_error"] or "")
     assert status(cli)["workers"] == []
 
-    burst(cli)  # backoff base 0: the retry is due at once
+    run_burst(cli)  # backoff base 0: the retry is due at once
     shown = show(cli, job)
     assert (shown["state"], shown["attempts"]) == ("completed", 2)
 
@@ -413,7 +405,7 @@ def test_burst_requeues_expired_leases_first_and_exits_though_a_job_is_due_later
     wait_for(lambda: epoch(show(cli, stale)["updated_at"]) + 0.05 < time.time(), timeout=5)
 
     began = time.monotonic()
-    burst(cli)
+    run_burst(cli)
     assert time.monotonic() - began < 20, "burst waited for the job due in an hour"
 
     shown = show(cli, stale)

@@ -14,19 +14,9 @@ import subprocess
 import sys
 
 import pytest
+from clikit import enqueue, enqueue_many
 from conftest import wait_for
-from workerkit import (
-    DEADLINE,
-    alive,
-    enqueue,
-    enqueue_many,
-    show,
-    speed_up,
-    status,
-    wait_gone,
-    wait_int,
-    wait_state,
-)
+from workerkit import DEADLINE, alive, show, speed_up, status, wait_gone, wait_int, wait_state
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="kills and inspects processes through /proc"

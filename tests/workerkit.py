@@ -7,7 +7,6 @@ Used by test_worker.py and test_worker_crash.py; not a test module itself.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -57,15 +56,6 @@ def wait_state(cli: CLI, job_id: str, *states: str, timeout: float = DEADLINE) -
 
 def status(cli: CLI) -> dict:
     return cli.json("status")
-
-
-def enqueue(cli: CLI, **spec) -> str:
-    return cli.ok("enqueue", json.dumps(spec)).strip()
-
-
-def enqueue_many(cli: CLI, specs: list[dict]) -> list[str]:
-    text = "".join(json.dumps(spec) + "\n" for spec in specs)
-    return cli.ok("enqueue", "-", input=text).split()
 
 
 def read_int(path: Path) -> int | None:
