@@ -689,9 +689,8 @@ def test_a_claim_from_before_a_dlq_retry_is_fenced_even_under_the_same_worker_id
     # random part, but Worker(worker_id=...) lets a Python caller choose one. The fence
     # includes the claim's run (still open), not only the attempt number.
     add(store, "a", command="false", max_retries=0)
-    stale = store.claim(
-        ClaimRequest("fixed-id", "host", None, -1.0)
-    )  # its lease has run out already
+    # Its lease has run out already:
+    stale = store.claim(ClaimRequest("fixed-id", "host", None, -1.0))
     # ...the worker stalls; the rescuer buries the job; a user sends it back from the DLQ...
     assert store.rescue_expired(lambda attempts, max_retries: None, 60.0) == ["a"]
     assert store.retry_dead(["a"]) == ["a"]
