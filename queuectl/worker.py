@@ -21,12 +21,12 @@ from .lease import CHECK_SECONDS, LeaseKeeper, fencing
 from .models import Claim, Outcome, RunResult, heartbeat_interval, log_file_name, retry_delay
 from .runner import (
     RunningCommand,
-    close_inherited_fds,
     group_alive,
     host_name,
     kill_orphaned_run,
     kill_unrecorded_run,
 )
+from .spawning import close_inherited_fds
 from .stopping import (
     PARENT_DEATH_SIGNAL,
     STOP_COPY_SECONDS,

@@ -335,6 +335,7 @@ NOT_ON_THE_ENQUEUE_PATH = (
     "queuectl.formatting",
     "queuectl.worker",
     "queuectl.runner",
+    "queuectl.spawning",
     "queuectl.supervisor",
     "dotenv",
     "psycopg",

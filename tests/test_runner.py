@@ -1,4 +1,5 @@
-"""The runner: plain commands start without a shell only where the result is the same."""
+"""The runner and spawning: plain commands start without a shell only where the result is the
+same; log files as the runner writes them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from queuectl.models import Outcome
-from queuectl.runner import USE_POSIX_SPAWN, RunningCommand, _posix_spawn, plain_argv
+from queuectl.runner import RunningCommand
+from queuectl.spawning import USE_POSIX_SPAWN, _posix_spawn, plain_argv
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shell semantics")
 
@@ -167,7 +169,8 @@ def test_commands_get_the_signals_python_ignores_back(tmp_path, command):
 
 INHERIT_CHECK = """
 import os, sys
-from queuectl.runner import RunningCommand, close_inherited_fds
+from queuectl.runner import RunningCommand
+from queuectl.spawning import close_inherited_fds
 
 def listing(name):
     running = RunningCommand("ls /proc/self/fd", {}, os.path.join(sys.argv[1], name))
