@@ -181,7 +181,8 @@ class Queue:
         try:
             handle = _open_log_file(run.log_path or "")
         except OSError:
-            from .runner import TAIL_BYTES, host_name
+            from .liveness import host_name
+            from .runner import TAIL_BYTES
 
             tail = run.output_tail.encode()
             other_host = run.host if run.host != host_name() else None
@@ -204,17 +205,9 @@ class Queue:
         previous = self.store.cancel(job_id)
         if previous is not JobState.PROCESSING:
             return Canceled(previous, None)
-        from .runner import group_alive, host_name, kill_orphaned_run
+        from .process_groups import end_canceled_run
 
-        runs = self.store.runs(job_id)
-        pid = runs[-1].pid if runs and runs[-1].host == host_name() else None
-        if not pid:
-            return Canceled(previous, "left to its worker")
-        if _wait_gone(pid, wait):
-            return Canceled(previous, "ended")
-        if kill_orphaned_run(pid, job_id) and _wait_gone(pid, 1.0):
-            return Canceled(previous, "killed")  # SIGKILL: gone once the kernel tore it down
-        return Canceled(previous, "ended" if not group_alive(pid) else "left to its worker")
+        return Canceled(previous, end_canceled_run(job_id, self.store.runs(job_id), wait))
 
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
         """Dead jobs (these, or all with None) back to pending, attempts 0; the ids retried."""
@@ -279,8 +272,7 @@ def _silent_for(
 
 def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
     """The ids of the workers on this host whose process has gone."""
-    from .liveness import process_alive
-    from .runner import host_name
+    from .liveness import host_name, process_alive
 
     here = host_name()
     return {w.id for w in workers if w.host == here and process_alive(w.pid) is False}
@@ -306,15 +298,3 @@ def _read_chunks(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
                 yield chunk
         except OSError as exc:  # e.g. EIO: part of the output has been printed already
             raise QueueError(f"cannot read the log file {handle.name}: {exc.strerror}") from None
-
-
-def _wait_gone(pgid: int, timeout: float) -> bool:
-    """Wait up to `timeout` seconds for a process group to be gone; returns whether it is."""
-    from .runner import group_alive
-
-    deadline = time.monotonic() + timeout
-    while group_alive(pgid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True

@@ -1,6 +1,7 @@
 """Runs one command: its own process group, output to a file, a kill switch.
 
-How the process is started (the platform shell or the program itself) is spawning's job.
+How the process is started (the platform shell or the program itself) is spawning's job;
+signalling its process group is process_groups'.
 
 Output goes straight from the child to a log file descriptor, so the worker never holds it in
 memory, however much the job prints; only the last few KiB are read back for the store.
@@ -13,18 +14,14 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 
 from .models import OWNER_ONLY, OWNER_ONLY_FOLDER, Outcome, RunResult
+from .process_groups import KILL_GRACE_SECONDS, group_exists, kill_group_now, stop_group
 from .spawning import SpawnedChild, spawn
 
 TAIL_BYTES = 8192
-# After SIGTERM, a job gets this long to clean up before its whole group is SIGKILLed.
-KILL_GRACE_SECONDS = 2.0
-IS_WINDOWS = sys.platform == "win32"
-IS_LINUX = sys.platform.startswith("linux")
 
 
 class RunningCommand:
@@ -64,28 +61,15 @@ class RunningCommand:
         """Stop the whole process tree: SIGTERM, then SIGKILL after `grace` seconds."""
         self._note_kill(outcome, reason)
         proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        if IS_WINDOWS:
-            _kill_tree_windows(proc.pid)
-            return
-        _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        # Reap the leader once it exits: a zombie still counts as a member of its group, and
-        # waiting out the whole grace period for it would also starve the heartbeat.
-        while time.monotonic() < deadline and (proc.poll() is None or group_alive(proc.pid)):
-            time.sleep(0.05)
-        _signal_group(proc.pid, signal.SIGKILL)
+        if proc is not None and proc.returncode is None:
+            stop_group(proc.pid, proc.poll, grace)
 
     def kill_now(self, outcome: Outcome, reason: str) -> None:
         """SIGKILL the tree at once; safe to call from a signal handler."""
         self._note_kill(outcome, reason)
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            if IS_WINDOWS:
-                _kill_tree_windows(proc.pid)
-            else:
-                _signal_group(proc.pid, signal.SIGKILL)
+            kill_group_now(proc.pid)
 
     def _note_kill(self, outcome: Outcome, reason: str) -> None:
         # The first reason wins (a timeout stays a timeout when a stop signal follows). No
@@ -124,7 +108,7 @@ class RunningCommand:
             self._pidfd = None
         # The file may serve the next run only if nothing can still write to it: the command
         # is reaped, and nothing it started is left in its process group.
-        tail = self._log.finish(reusable=not IS_WINDOWS and not _group_exists(self._proc.pid))
+        tail = self._log.finish(reusable=not group_exists(self._proc.pid))
         return self._result(returncode, tail)._replace(seconds=self.ended - self.started)
 
     def _result(self, returncode: int, tail: str) -> RunResult:
@@ -295,59 +279,6 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _group_exists(pgid: int) -> bool:
-    """Whether any process, zombies included, is left in the process group."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a live process is left in the process group (POSIX).
-
-    killpg(pgid, 0) alone counts zombies: a killed command's children wait there until the
-    supervisor (or init) reaps them, so on Linux the group's members are read from /proc."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    if not IS_LINUX:
-        return True
-    return any(state not in b"ZX" for _, state, _ in _group_members(pgid))
-
-
-def _group_members(pgid: int):
-    """(pid, state, path of /proc/PID) of each process in a process group (Linux)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"{entry.path}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                yield int(entry.name), fields[0], entry.path
-        except (OSError, IndexError, ValueError):
-            continue
-
-
-def _kill_tree_windows(pid: int) -> None:
-    subprocess.run(
-        ["taskkill", "/F", "/T", "/PID", str(pid)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
-
-
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -361,68 +292,3 @@ def _exit_message(code: int) -> str:
     if code == 126:
         return "exited with code 126 (command not executable)"
     return f"exited with code {code}"
-
-
-def host_name() -> str:
-    """This host's name as workers record it: QUEUECTL_HOSTNAME, else the system's."""
-    import socket
-
-    return os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
-
-
-def kill_unrecorded_run(job_id: str, attempt: int, log_dir: str) -> bool:
-    """Kill what is left of a lost run whose pid was never recorded: its worker died within
-    its first heartbeat (FIRST_BEAT_SECONDS), with the whole pool, so no supervisor killed it.
-
-    Its processes are found through /proc: the job id and attempt in their environment, and
-    stdout or stderr open on a file in this store's logs folder (a store of its own: another
-    store's job with the same id and attempt is never hit). A command that redirected both
-    elsewhere is not found. Linux only; returns whether anything was killed."""
-    if not IS_LINUX:
-        return False
-    markers = (f"QUEUECTL_JOB_ID={job_id}".encode(), f"QUEUECTL_ATTEMPT={attempt}".encode())
-    folder = os.path.join(os.path.realpath(log_dir), "")
-    groups = set()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        environ = _environment(entry.path)
-        if not all(marker in environ for marker in markers):
-            continue
-        if any(_fd_target(entry.path, fd).startswith(folder) for fd in (1, 2)):
-            with contextlib.suppress(OSError):  # gone meanwhile
-                groups.add(os.getpgid(int(entry.name)))
-    for pgid in groups:
-        _signal_group(pgid, signal.SIGKILL)
-    return bool(groups)
-
-
-def _environment(proc_path: str) -> list[bytes]:
-    """A process's environment as NAME=value entries, or [] if it cannot be read (gone
-    meanwhile, or another user's)."""
-    try:
-        with open(f"{proc_path}/environ", "rb") as handle:
-            return handle.read().split(b"\0")
-    except OSError:
-        return []
-
-
-def _fd_target(proc_path: str, fd: int) -> str:
-    """What a process's descriptor is open on ("/x/logs/#123 (deleted)" for an anonymous log
-    file), or "" if that cannot be read."""
-    try:
-        return os.readlink(f"{proc_path}/fd/{fd}")
-    except OSError:
-        return ""
-
-
-def kill_orphaned_run(pgid: int, job_id: str) -> bool:
-    """Kill what is left of a lost run on this host: its process group, if the group still
-    holds a process started for this job (checked through /proc, so a recycled id is never
-    hit). Linux only; returns whether a group was killed."""
-    marker = f"QUEUECTL_JOB_ID={job_id}".encode()
-    for _, _, proc_path in _group_members(pgid) if IS_LINUX else ():
-        if marker in _environment(proc_path):
-            _signal_group(pgid, signal.SIGKILL)
-            return True
-    return False

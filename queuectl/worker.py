@@ -18,14 +18,10 @@ from .errors import StoreError
 from .eventlog import EventLog, write_line
 from .faults import crash_point
 from .lease import CHECK_SECONDS, LeaseKeeper, fencing
+from .liveness import host_name
 from .models import Claim, Outcome, RunResult, heartbeat_interval, log_file_name, retry_delay
-from .runner import (
-    RunningCommand,
-    group_alive,
-    host_name,
-    kill_orphaned_run,
-    kill_unrecorded_run,
-)
+from .process_groups import kill_lost_run, kill_orphaned_run
+from .runner import RunningCommand
 from .spawning import close_inherited_fds
 from .stopping import (
     PARENT_DEATH_SIGNAL,
@@ -172,18 +168,7 @@ class Worker:
     def _kill_leftovers(self, job_id: str) -> None:
         """If the lost run was on this host and its command still runs (the whole pool was
         killed), kill it before the job can run again, so two runs never overlap."""
-        lost = [run for run in self.store.runs(job_id) if run.outcome == "lost"]
-        if not lost or lost[-1].host != self.host:
-            return
-        run = lost[-1]
-        if run.pid:
-            killed = kill_orphaned_run(run.pid, job_id)
-            deadline = time.monotonic() + 2.0  # SIGKILL is not instant: see it gone
-            while killed and group_alive(run.pid) and time.monotonic() < deadline:
-                time.sleep(0.01)
-        else:  # its worker died before recording the pid
-            killed = kill_unrecorded_run(job_id, run.attempt, self._log_dir)
-        if killed:
+        if kill_lost_run(job_id, self.store.runs(job_id), self.host, self._log_dir):
             self.say(f"{job_id}: killed the commands its lost run left behind")
 
     def _wait_idle(self, next_maintenance: float) -> None:
