@@ -7,10 +7,9 @@ with Queue.open("jobs.db") as queue:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from . import config
 from .errors import DuplicateJob, QueueError
@@ -178,18 +177,19 @@ class Queue:
     def open_log(self, run: Run, chunk_size: int = 1 << 16) -> RunLog:
         """A run's full output from its log file, or the tail kept in the store when the file
         is gone or lives on another host (RunLog says which)."""
+        from .runlogs import TAIL_BYTES, open_run_log, read_chunks
+
         try:
-            handle = _open_log_file(run.log_path or "")
+            handle = open_run_log(run.log_path or "")
         except OSError:
             from .liveness import host_name
-            from .runner import TAIL_BYTES
 
             tail = run.output_tail.encode()
             other_host = run.host if run.host != host_name() else None
             # The tail holds the last TAIL_BYTES of the output, decoded with replacement
             # characters, which never make it shorter: under that, it is the whole output.
             return RunLog(iter((tail,)), True, len(tail) >= TAIL_BYTES, other_host)
-        return RunLog(_read_chunks(handle, chunk_size), False, False, None)
+        return RunLog(read_chunks(handle, chunk_size), False, False, None)
 
     def read_log(self, run: Run, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         """A run's output as open_log() finds it, without saying where it came from."""
@@ -276,25 +276,3 @@ def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
 
     here = host_name()
     return {w.id for w in workers if w.host == here and process_alive(w.pid) is False}
-
-
-def _open_log_file(path: str) -> BinaryIO:
-    """Open a run's log file (closed by _read_chunks). Its name was once the same without the
-    `_` that now goes before a leading `-` (models.log_file_name): older runs of such jobs are
-    found under that name. Both names are in the folder the store named."""
-    try:
-        return open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        folder, name = os.path.split(path)
-        if not name.startswith("_-"):
-            raise
-        return open(os.path.join(folder, name[1:]), "rb")  # noqa: SIM115
-
-
-def _read_chunks(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
-    with handle:
-        try:
-            while chunk := handle.read(chunk_size):
-                yield chunk
-        except OSError as exc:  # e.g. EIO: part of the output has been printed already
-            raise QueueError(f"cannot read the log file {handle.name}: {exc.strerror}") from None

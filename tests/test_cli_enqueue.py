@@ -336,6 +336,7 @@ NOT_ON_THE_ENQUEUE_PATH = (
     "queuectl.worker",
     "queuectl.runner",
     "queuectl.spawning",
+    "queuectl.runlogs",
     "queuectl.process_groups",
     "queuectl.supervisor",
     "dotenv",
