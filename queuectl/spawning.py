@@ -57,7 +57,7 @@ def spawn(
         return subprocess.Popen(command, shell=True, creationflags=flags, **common), False
     # No preexec_fn, which would force fork() instead of vfork() and cut the spawn rate by
     # about three. A dead worker's command is killed by the supervisor (a child subreaper) or,
-    # if the whole pool died, by the worker that rescues the job (kill_orphaned_run).
+    # if the whole pool died, by the worker that rescues the job (see process_groups).
     start = _posix_spawn if USE_POSIX_SPAWN else _popen
     argv = plain_argv(command)
     if argv is not None:
@@ -88,15 +88,20 @@ USE_POSIX_SPAWN = IS_LINUX and hasattr(os, "posix_spawnp")
 _RESTORED_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
 )
-_child_env: dict[bytes, bytes] | None = None
+# This process's environment, encoded once on the first spawn (dict(os.environb) costs about
+# 14 µs with 35 variables) and never changed afterwards: each spawn adds the job's variables
+# to a copy, under 1 µs (0.2 µs more than updating it in place, which carried one job's
+# variables over into the next spawn). Nothing in a worker changes its environment later.
+_base_env: dict[bytes, bytes] | None = None
 
 
 def _posix_spawn(argv: list[str], extra_env: Mapping[str, str], log_fd: int) -> SpawnedChild:
-    global _child_env
-    if _child_env is None:
-        _child_env = dict(os.environb)
+    global _base_env
+    if _base_env is None:
+        _base_env = dict(os.environb)
+    env = _base_env.copy()
     for name, value in extra_env.items():
-        _child_env[os.fsencode(name)] = os.fsencode(value)
+        env[os.fsencode(name)] = os.fsencode(value)
     # Nothing else is passed on: every descriptor the worker opens is close-on-exec (PEP 446,
     # SQLite's and libpq's own), and the worker marks those it inherited (close_inherited_fds).
     actions = [
@@ -105,7 +110,7 @@ def _posix_spawn(argv: list[str], extra_env: Mapping[str, str], log_fd: int) -> 
         (os.POSIX_SPAWN_DUP2, log_fd, 2),
     ]
     pid = os.posix_spawnp(
-        argv[0], argv, _child_env, file_actions=actions, setsid=True, setsigdef=_RESTORED_SIGNALS
+        argv[0], argv, env, file_actions=actions, setsid=True, setsigdef=_RESTORED_SIGNALS
     )
     return SpawnedChild(pid)
 
