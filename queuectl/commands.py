@@ -265,7 +265,7 @@ def logs(ctx: Context, job_id: str) -> None:
 def kept_note(run: Run, log: RunLog) -> str:
     """Why `logs` shows the tail kept in the store, and whether it is all of the output
     (otherwise it starts mid-line, and a reader must know it is only the end)."""
-    from .runner import TAIL_BYTES  # imported by open_log() already
+    from .runlogs import TAIL_BYTES  # imported by open_log() already
 
     kept = f"{TAIL_BYTES // 1024} KiB"
     if log.other_host is not None:

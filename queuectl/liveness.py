@@ -1,4 +1,5 @@
-"""Is a worker on this host still running? Its process says so at once, its lease only later.
+"""This host's name, and whether a worker on it still runs: its process tells at once, its lease
+only later.
 
 A pool killed with `kill -9` leaves its workers' rows behind until their lease runs out (30 s by
 default); `status` listed them and `worker stop` waited for them. On the worker's own host the
@@ -16,6 +17,13 @@ import sys
 
 # Linux and most containers have /proc; macOS and the BSDs answer through kill(pid, 0).
 HAVE_PROC = os.path.exists("/proc/self/stat")
+
+
+def host_name() -> str:
+    """This host's name as workers record it: QUEUECTL_HOSTNAME, else the system's."""
+    import socket
+
+    return os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
 
 
 def process_alive(pid: int) -> bool | None:

@@ -59,6 +59,17 @@ class Outcome(str, Enum):
         return self.value
 
 
+class CommandFate(str, Enum):
+    """What `cancel` did about a running job's command."""
+
+    ENDED = "ended"  # gone within the wait: killed by its worker, or finished on its own first
+    KILLED = "killed"  # killed by this call: its worker was gone
+    LEFT_TO_WORKER = "left to its worker"  # on another host, or its pid not yet recorded
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class SpecError(ValueError):
     """A job spec that cannot be accepted; the message names the problem."""
 

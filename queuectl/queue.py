@@ -7,15 +7,14 @@ with Queue.open("jobs.db") as queue:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from enum import Enum
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from . import config
 from .errors import DuplicateJob, QueueError
 from .models import (
+    CommandFate,
     Job,
     JobSpec,
     JobState,
@@ -32,14 +31,6 @@ class Status(NamedTuple):
     store: str
     jobs: dict[str, int]
     workers: list[WorkerInfo]
-
-
-class CommandFate(str, Enum):
-    """What `cancel` did about a running job's command."""
-
-    ENDED = "ended"  # gone within the wait: killed by its worker, or finished on its own first
-    KILLED = "killed"  # killed by this call: its worker was gone
-    LEFT_TO_WORKER = "left to its worker"  # on another host, or its pid not yet recorded
 
 
 class Canceled(NamedTuple):
@@ -184,17 +175,19 @@ class Queue:
     def open_log(self, run: Run, chunk_size: int = 1 << 16) -> RunLog:
         """A run's full output from its log file, or the tail kept in the store when the file
         is gone or lives on another host (RunLog says which)."""
+        from .runlogs import TAIL_BYTES, open_run_log, read_chunks
+
         try:
-            handle = _open_log_file(run.log_path or "")
+            handle = open_run_log(run.log_path or "")
         except OSError:
-            from .runner import TAIL_BYTES, host_name
+            from .liveness import host_name
 
             tail = run.output_tail.encode()
             other_host = run.host if run.host != host_name() else None
             # The tail holds the last TAIL_BYTES of the output, decoded with replacement
             # characters, which never make it shorter: under that, it is the whole output.
             return RunLog(iter((tail,)), True, len(tail) >= TAIL_BYTES, other_host)
-        return RunLog(_read_chunks(handle, chunk_size), False, False, None)
+        return RunLog(read_chunks(handle, chunk_size), False, False, None)
 
     def read_log(self, run: Run, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         """A run's output as open_log() finds it, without saying where it came from."""
@@ -210,19 +203,9 @@ class Queue:
         previous = self.store.cancel(job_id)
         if previous is not JobState.PROCESSING:
             return Canceled(previous, None)
-        from .runner import group_alive, host_name, kill_orphaned_run
+        from .process_groups import end_canceled_run
 
-        runs = self.store.runs(job_id)
-        pid = runs[-1].pid if runs and runs[-1].host == host_name() else None
-        if not pid:
-            return Canceled(previous, CommandFate.LEFT_TO_WORKER)
-        if _wait_gone(pid, wait):
-            return Canceled(previous, CommandFate.ENDED)
-        if kill_orphaned_run(pid, job_id) and _wait_gone(pid, 1.0):
-            # SIGKILL: gone once the kernel tore it down
-            return Canceled(previous, CommandFate.KILLED)
-        fate = CommandFate.LEFT_TO_WORKER if group_alive(pid) else CommandFate.ENDED
-        return Canceled(previous, fate)
+        return Canceled(previous, end_canceled_run(job_id, self.store.runs(job_id), wait))
 
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
         """Dead jobs (these, or all with None) back to pending, attempts 0; the ids retried."""
@@ -287,42 +270,7 @@ def _silent_for(
 
 def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
     """The ids of the workers on this host whose process has gone."""
-    from .liveness import process_alive
-    from .runner import host_name
+    from .liveness import host_name, process_alive
 
     here = host_name()
     return {w.id for w in workers if w.host == here and process_alive(w.pid) is False}
-
-
-def _open_log_file(path: str) -> BinaryIO:
-    """Open a run's log file (closed by _read_chunks). Its name was once the same without the
-    `_` that now goes before a leading `-` (models.log_file_name): older runs of such jobs are
-    found under that name. Both names are in the folder the store named."""
-    try:
-        return open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        folder, name = os.path.split(path)
-        if not name.startswith("_-"):
-            raise
-        return open(os.path.join(folder, name[1:]), "rb")  # noqa: SIM115
-
-
-def _read_chunks(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
-    with handle:
-        try:
-            while chunk := handle.read(chunk_size):
-                yield chunk
-        except OSError as exc:  # e.g. EIO: part of the output has been printed already
-            raise QueueError(f"cannot read the log file {handle.name}: {exc.strerror}") from None
-
-
-def _wait_gone(pgid: int, timeout: float) -> bool:
-    """Wait up to `timeout` seconds for a process group to be gone; returns whether it is."""
-    from .runner import group_alive
-
-    deadline = time.monotonic() + timeout
-    while group_alive(pgid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True

@@ -1,56 +1,65 @@
-"""Runs one command: the platform shell, its own process group, output to a file, a kill switch.
+"""Runs one command to its end: start it, wait for it, kill it on request, say how it ended.
 
-Output goes straight from the child to a log file descriptor, so the worker never holds it in
-memory, however much the job prints; only the last few KiB are read back for the store.
+The parts are elsewhere: spawning starts the process (the platform shell, or the program
+directly; a session of its own), runlogs gives it a log file to write to and reads the tail
+back, process_groups signals its whole process group. This module ties them into the life of
+one run, as the worker drives it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 
-from .models import OWNER_ONLY, OWNER_ONLY_FOLDER, Outcome, RunResult
-
-TAIL_BYTES = 8192
-# After SIGTERM, a job gets this long to clean up before its whole group is SIGKILLed.
-KILL_GRACE_SECONDS = 2.0
-IS_WINDOWS = sys.platform == "win32"
-IS_LINUX = sys.platform.startswith("linux")
+from .models import Outcome, RunResult
+from .process_groups import KILL_GRACE_SECONDS, group_exists, kill_group_now, stop_group
+from .runlogs import LogFolder
+from .spawning import SpawnedChild, spawn
 
 
 class RunningCommand:
     """A started command: wait for it, kill its whole process tree, describe how it ended."""
 
     def __init__(
-        self, command: str, extra_env: Mapping[str, str], log_path: str | os.PathLike
+        self,
+        command: str,
+        extra_env: Mapping[str, str],
+        log_path: str | os.PathLike,
+        logs: LogFolder | None = None,
     ) -> None:
+        """Start `command` with `extra_env` added to its environment, its output going to
+        `log_path`. `logs` is the LogFolder that path is in, as the worker keeps it from run to
+        run (see LogFolder); None: one for this run only. A command that cannot be started is
+        no exception: result() says NOT_STARTED, and why."""
         self.started = time.monotonic()
         self.ended: float | None = None  # monotonic time its exit was first seen
         self._kill_reason: tuple[Outcome, str] | None = None
         self._log_path = log_path = os.fspath(log_path)
+        folder, name = os.path.split(log_path)
+        self._own_logs = logs is None
+        self._logs = LogFolder(folder) if logs is None else logs
         self._proc: subprocess.Popen | SpawnedChild | None = None
+        self._pidfd: int | None = None
         self._start_error: str | None = None
         try:
-            self._log = LogFile(log_path)
+            self._log = self._logs.open(name)
         except OSError as exc:
             self._start_error = f"could not start: cannot write log file {log_path}: {exc.strerror}"
             return
         self._direct = False
         try:
-            self._proc, self._direct = _spawn(command, extra_env, self._log.fd)
+            self._proc, self._direct = spawn(command, extra_env, self._log.fd)
         except OSError as exc:
             self._start_error = f"could not start: {exc.strerror or exc}"
         self._pidfd = _pidfd(self._proc.pid) if self._proc else None
 
     @property
     def pid(self) -> int | None:
+        """The command's pid, which also names its process group; None if it never started."""
         return self._proc.pid if self._proc else None
 
     def publish_log(self) -> None:
@@ -62,28 +71,15 @@ class RunningCommand:
         """Stop the whole process tree: SIGTERM, then SIGKILL after `grace` seconds."""
         self._note_kill(outcome, reason)
         proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        if IS_WINDOWS:
-            _kill_tree_windows(proc.pid)
-            return
-        _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        # Reap the leader once it exits: a zombie still counts as a member of its group, and
-        # waiting out the whole grace period for it would also starve the heartbeat.
-        while time.monotonic() < deadline and (proc.poll() is None or group_alive(proc.pid)):
-            time.sleep(0.05)
-        _signal_group(proc.pid, signal.SIGKILL)
+        if proc is not None and proc.returncode is None:
+            stop_group(proc.pid, proc.poll, grace)
 
     def kill_now(self, outcome: Outcome, reason: str) -> None:
         """SIGKILL the tree at once; safe to call from a signal handler."""
         self._note_kill(outcome, reason)
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            if IS_WINDOWS:
-                _kill_tree_windows(proc.pid)
-            else:
-                _signal_group(proc.pid, signal.SIGKILL)
+            kill_group_now(proc.pid)
 
     def _note_kill(self, outcome: Outcome, reason: str) -> None:
         # The first reason wins (a timeout stays a timeout when a stop signal follows). No
@@ -113,6 +109,7 @@ class RunningCommand:
         if self._proc is None:
             if hasattr(self, "_log"):
                 self._log.close()
+            self._close_logs()
             return RunResult(Outcome.NOT_STARTED, None, self._start_error, "", self._log_path)
         returncode = self._proc.wait()
         if self.ended is None:
@@ -122,8 +119,13 @@ class RunningCommand:
             self._pidfd = None
         # The file may serve the next run only if nothing can still write to it: the command
         # is reaped, and nothing it started is left in its process group.
-        tail = self._log.finish(reusable=not IS_WINDOWS and not _group_exists(self._proc.pid))
+        tail = self._log.finish(reusable=not group_exists(self._proc.pid))
+        self._close_logs()
         return self._result(returncode, tail)._replace(seconds=self.ended - self.started)
+
+    def _close_logs(self) -> None:
+        if self._own_logs:
+            self._logs.close()
 
     def _result(self, returncode: int, tail: str) -> RunResult:
         log = self._log_path
@@ -142,361 +144,11 @@ class RunningCommand:
         return RunResult(Outcome.EXITED, returncode, _exit_message(returncode), tail, log)
 
 
-class LogFile:
-    """Where one run's output goes, written by the command itself through a file descriptor.
-
-    On Linux the file starts anonymous (O_TMPFILE) and gets its name only when there is output
-    to keep, or when the run lasts long enough that someone may want to follow it: creating a
-    named file costs a few hundred microseconds on ext4 under load, the largest part of a no-op
-    job's overhead, and a job that prints nothing then leaves no empty file behind.
-
-    An anonymous file that stayed empty is kept for the next run in the same folder, once the
-    command is reaped and nothing is left in its process group: creating and dropping an inode
-    per job was a tenth of a no-op job's cost in the worker. (A process that left the group,
-    with setsid, and kept the output open could still write there, into a later run's log;
-    one that did not leave the group keeps the file from being reused.)"""
-
-    _dir_fds: dict[str, int] = {}  # one open descriptor per logs folder, for linkat
-    _spare: dict[str, int] = {}  # per logs folder: an empty anonymous file, for the next run
-
-    def __init__(self, path: str) -> None:
-        # Plain strings, not pathlib: this runs once per job, and pathlib costs tens of µs.
-        self.path = path
-        self.folder, self.name = os.path.split(path)
-        self.named = False
-        self.fd = -1
-        try:
-            self._open()
-        except FileNotFoundError:
-            # The logs folder was deleted since this process last wrote there: make it again.
-            _forget_dir_fd(self.folder)
-            self._open()
-
-    def _open(self) -> None:
-        folder = self.folder
-        if folder not in self._dir_fds:
-            make_private_folder(folder)
-            self._dir_fds[folder] = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        self._dir_fd = self._dir_fds[folder]
-        spare = self._spare.pop(folder, None)
-        if spare is not None:
-            self.fd = spare
-            return
-        if hasattr(os, "O_TMPFILE"):
-            with contextlib.suppress(OSError):  # a filesystem without O_TMPFILE
-                self.fd = os.open(folder, os.O_TMPFILE | os.O_RDWR, OWNER_ONLY)
-        if self.fd < 0:
-            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-            self.fd = os.open(self.path, flags, OWNER_ONLY)
-            self.named = True
-
-    def publish(self, retry: bool = True) -> None:
-        if self.named:
-            return
-        source = f"/proc/self/fd/{self.fd}"
-        try:
-            # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N names an O_TMPFILE file.
-            os.link(source, self.name, dst_dir_fd=self._dir_fd)
-        except FileExistsError:
-            # A stale file holds the name (left by a store deleted since, whose run ids started
-            # again at 1, or by an older queuectl): this run's output replaces it, or `logs`
-            # would show the stale output instead.
-            self._replace_stale(source)
-        except OSError:
-            if retry and self._reopen_folder():
-                # The folder held open was deleted, replaced or remounted since: its path now
-                # names another one, where this run's output (and the next runs') must go.
-                self.publish(retry=False)
-            return  # no /proc: the output still reaches the store's tail
-        self.named = True
-
-    def _replace_stale(self, source: str) -> None:
-        # linkat cannot overwrite: link under a name of our own, then rename over the stale
-        # file (atomic, and a symlink there is replaced, never followed).
-        temp = f"{self.name}.{os.urandom(4).hex()}.tmp"
-        dir_fd = self._dir_fd
-        try:
-            os.link(source, temp, dst_dir_fd=dir_fd)
-        except OSError:
-            return  # the output still reaches the store's tail
-        try:
-            os.replace(temp, self.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except OSError:  # e.g. a folder under that name
-            with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=dir_fd)
-
-    def _reopen_folder(self) -> bool:
-        folder = self.folder
-        _forget_dir_fd(folder)
-        self._dir_fd = -1
-        try:
-            make_private_folder(folder)
-            self._dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            return False
-        self._dir_fds[folder] = self._dir_fd
-        return True
-
-    def finish(self, reusable: bool = False) -> str:
-        """Name the file if the run printed anything; return the tail; close it, or keep it
-        for the next run if it is `reusable`, anonymous and still empty."""
-        size = -1
-        try:
-            size = os.fstat(self.fd).st_size
-            if size:
-                self.publish()
-            start = max(0, size - TAIL_BYTES)
-            data = os.pread(self.fd, size - start, start) if size else b""
-        except OSError:
-            data = b""
-        finally:
-            if reusable and size == 0 and not self.named and self.folder not in self._spare:
-                self._spare[self.folder] = self.fd
-                self.fd = -1
-            self.close()
-        return data.decode("utf-8", errors="replace")
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = -1
-
-
-def make_private_folder(folder: str) -> None:
-    """Make `folder` and any missing parent, each readable and writable by its owner only
-    (SPEC §5; os.makedirs gives its mode to the last folder only, e.g. PostgreSQL logs go in
-    `<app dir>/logs/pg-<store id>`). Folders that already exist keep their mode."""
-    if os.path.isdir(folder):
-        return
-    parent = os.path.dirname(folder)
-    if parent and parent != folder:
-        make_private_folder(parent)
-    try:
-        os.mkdir(folder, OWNER_ONLY_FOLDER)
-    except FileExistsError:
-        if not os.path.isdir(folder):
-            raise
-
-
-def _forget_dir_fd(folder: str) -> None:
-    for stale in (LogFile._dir_fds.pop(folder, None), LogFile._spare.pop(folder, None)):
-        if stale is not None:
-            with contextlib.suppress(OSError):
-                os.close(stale)
-
-
 def _pidfd(pid: int) -> int | None:
     try:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):  # not Linux ≥ 5.3: fall back to Popen.wait(timeout)
         return None
-
-
-# A word the shell passes through untouched: no quoting, expansion, globbing, redirection,
-# separator, assignment or tilde can hide in it.
-_PLAIN_WORD = re.compile(r"[A-Za-z0-9_@%+,./:-]+")
-# Shell builtins and keywords behave differently from (or have no) programs of the same name.
-_SHELL_WORD_TEXT = (
-    "! . : [ [[ ]] { } alias bg break builtin case cd command continue do done echo elif else "
-    "esac eval exec exit export false fc fg fi for function getopts hash if in jobs kill let "
-    "local printf pwd read readonly return select set shift source test then time times trap "
-    "true type typeset ulimit umask unalias unset until wait while"
-)
-SHELL_WORDS = frozenset(_SHELL_WORD_TEXT.split())
-
-
-def plain_argv(command: str) -> list[str] | None:
-    """The argv of a command that `sh -c` would run as one plain program, or None.
-
-    Starting such a command without the shell saves a process and gives the same result: the
-    shell would only have searched PATH and exec'd it. Anything else goes through the shell."""
-    words = command.split(" ")
-    if words[0] in SHELL_WORDS or not all(_PLAIN_WORD.fullmatch(word) for word in words):
-        return None
-    return words
-
-
-_devnull: int | None = None
-
-
-def _stdin() -> int:
-    global _devnull
-    if _devnull is None:
-        _devnull = os.open(os.devnull, os.O_RDONLY)
-    return _devnull
-
-
-def _spawn(
-    command: str, extra_env: Mapping[str, str], log_fd: int
-) -> tuple[subprocess.Popen | SpawnedChild, bool]:
-    """Start the command; returns the process and whether it was started without the shell."""
-    if IS_WINDOWS:
-        os.environ.update(extra_env)  # the one command the worker runs inherits them
-        flags = subprocess.CREATE_NEW_PROCESS_GROUP
-        common = {"stdin": _stdin(), "stdout": log_fd, "stderr": subprocess.STDOUT}
-        return subprocess.Popen(command, shell=True, creationflags=flags, **common), False
-    # No preexec_fn, which would force fork() instead of vfork() and cut the spawn rate by
-    # about three. A dead worker's command is killed by the supervisor (a child subreaper) or,
-    # if the whole pool died, by the worker that rescues the job (kill_orphaned_run).
-    # Each command leads a session of its own, so a kill reaches everything it started.
-    start = _posix_spawn if USE_POSIX_SPAWN else _popen
-    argv = plain_argv(command)
-    if argv is not None:
-        try:
-            return start(argv, extra_env, log_fd), True
-        except OSError:
-            pass  # not found, not executable, a script without #!: the shell says how it fails
-    return start(["/bin/sh", "-c", command], extra_env, log_fd), False
-
-
-# os.posix_spawn (Linux): glibc starts the child with clone(CLONE_VFORK) in C, where Popen
-# runs a few hundred lines of Python and opens an error pipe per spawn: 25-35 µs less worker
-# time per spawn here. Popen elsewhere (older macOS lacks the setsid attribute).
-USE_POSIX_SPAWN = IS_LINUX and hasattr(os, "posix_spawnp")
-# Python ignores these two at start-up, and an ignored signal stays ignored across exec:
-# commands get the default back, as Popen's restore_signals gives them.
-_RESTORED_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
-)
-_child_env: dict[bytes, bytes] | None = None
-
-
-def _posix_spawn(argv: list[str], extra_env: Mapping[str, str], log_fd: int) -> SpawnedChild:
-    global _child_env
-    if _child_env is None:
-        _child_env = dict(os.environb)
-    for name, value in extra_env.items():
-        _child_env[os.fsencode(name)] = os.fsencode(value)
-    # Nothing else is passed on: every descriptor the worker opens is close-on-exec (PEP 446,
-    # SQLite's and libpq's own), and the worker marks those it inherited (close_inherited_fds).
-    actions = [
-        (os.POSIX_SPAWN_DUP2, _stdin(), 0),
-        (os.POSIX_SPAWN_DUP2, log_fd, 1),
-        (os.POSIX_SPAWN_DUP2, log_fd, 2),
-    ]
-    pid = os.posix_spawnp(
-        argv[0], argv, _child_env, file_actions=actions, setsid=True, setsigdef=_RESTORED_SIGNALS
-    )
-    return SpawnedChild(pid)
-
-
-def _popen(argv: list[str], extra_env: Mapping[str, str], log_fd: int) -> subprocess.Popen:
-    # One command at a time: its variables go into the worker's own environment, which the
-    # child inherits as is (env= would re-encode every variable on every spawn).
-    os.environ.update(extra_env)
-    return subprocess.Popen(
-        argv,
-        stdin=_stdin(),
-        stdout=log_fd,
-        stderr=subprocess.STDOUT,
-        close_fds=True,
-        start_new_session=True,
-    )
-
-
-class SpawnedChild:
-    """The part of Popen the runner uses, for a child started with os.posix_spawn."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            self._reap(os.WNOHANG)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if timeout is None:
-            while self.returncode is None:
-                self._reap(0)
-            return self.returncode
-        # Only without pidfds (Linux before 5.3): poll, as Popen.wait(timeout) does.
-        deadline = time.monotonic() + timeout
-        pause = 0.0005
-        while self.poll() is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise subprocess.TimeoutExpired(str(self.pid), timeout)
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.05)
-        return self.returncode
-
-    def _reap(self, options: int) -> None:
-        try:
-            pid, status = os.waitpid(self.pid, options)
-        except ChildProcessError:
-            self.returncode = 0  # reaped elsewhere: its status is gone (Popen says 0 too)
-            return
-        if pid:
-            self.returncode = os.waitstatus_to_exitcode(status)
-
-
-def close_inherited_fds() -> None:
-    """Mark every descriptor above stderr close-on-exec, so commands started with posix_spawn
-    inherit none of what this process inherited (Popen's close_fds did that per spawn)."""
-    if not USE_POSIX_SPAWN:
-        return
-    with contextlib.suppress(OSError):
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd > 2:
-                with contextlib.suppress(OSError):
-                    os.set_inheritable(fd, False)
-
-
-def _group_exists(pgid: int) -> bool:
-    """Whether any process, zombies included, is left in the process group."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a live process is left in the process group (POSIX).
-
-    killpg(pgid, 0) alone counts zombies: a killed command's children wait there until the
-    supervisor (or init) reaps them, so on Linux the group's members are read from /proc."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    if not IS_LINUX:
-        return True
-    return any(state not in b"ZX" for _, state, _ in _group_members(pgid))
-
-
-def _group_members(pgid: int):
-    """(pid, state, path of /proc/PID) of each process in a process group (Linux)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"{entry.path}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                yield int(entry.name), fields[0], entry.path
-        except (OSError, IndexError, ValueError):
-            continue
-
-
-def _kill_tree_windows(pid: int) -> None:
-    subprocess.run(
-        ["taskkill", "/F", "/T", "/PID", str(pid)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def _signal_name(number: int) -> str:
@@ -512,68 +164,3 @@ def _exit_message(code: int) -> str:
     if code == 126:
         return "exited with code 126 (command not executable)"
     return f"exited with code {code}"
-
-
-def host_name() -> str:
-    """This host's name as workers record it: QUEUECTL_HOSTNAME, else the system's."""
-    import socket
-
-    return os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
-
-
-def kill_unrecorded_run(job_id: str, attempt: int, log_dir: str) -> bool:
-    """Kill what is left of a lost run whose pid was never recorded: its worker died within
-    its first heartbeat (FIRST_BEAT_SECONDS), with the whole pool, so no supervisor killed it.
-
-    Its processes are found through /proc: the job id and attempt in their environment, and
-    stdout or stderr open on a file in this store's logs folder (a store of its own: another
-    store's job with the same id and attempt is never hit). A command that redirected both
-    elsewhere is not found. Linux only; returns whether anything was killed."""
-    if not IS_LINUX:
-        return False
-    markers = (f"QUEUECTL_JOB_ID={job_id}".encode(), f"QUEUECTL_ATTEMPT={attempt}".encode())
-    folder = os.path.join(os.path.realpath(log_dir), "")
-    groups = set()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        environ = _environment(entry.path)
-        if not all(marker in environ for marker in markers):
-            continue
-        if any(_fd_target(entry.path, fd).startswith(folder) for fd in (1, 2)):
-            with contextlib.suppress(OSError):  # gone meanwhile
-                groups.add(os.getpgid(int(entry.name)))
-    for pgid in groups:
-        _signal_group(pgid, signal.SIGKILL)
-    return bool(groups)
-
-
-def _environment(proc_path: str) -> list[bytes]:
-    """A process's environment as NAME=value entries, or [] if it cannot be read (gone
-    meanwhile, or another user's)."""
-    try:
-        with open(f"{proc_path}/environ", "rb") as handle:
-            return handle.read().split(b"\0")
-    except OSError:
-        return []
-
-
-def _fd_target(proc_path: str, fd: int) -> str:
-    """What a process's descriptor is open on ("/x/logs/#123 (deleted)" for an anonymous log
-    file), or "" if that cannot be read."""
-    try:
-        return os.readlink(f"{proc_path}/fd/{fd}")
-    except OSError:
-        return ""
-
-
-def kill_orphaned_run(pgid: int, job_id: str) -> bool:
-    """Kill what is left of a lost run on this host: its process group, if the group still
-    holds a process started for this job (checked through /proc, so a recycled id is never
-    hit). Linux only; returns whether a group was killed."""
-    marker = f"QUEUECTL_JOB_ID={job_id}".encode()
-    for _, _, proc_path in _group_members(pgid) if IS_LINUX else ():
-        if marker in _environment(proc_path):
-            _signal_group(pgid, signal.SIGKILL)
-            return True
-    return False

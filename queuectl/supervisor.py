@@ -6,7 +6,7 @@ signals (copies of one signal that arrive within STOP_COPY_SECONDS are one reque
 `stopping.StopSignals`), and relays each request once: the first asks for a graceful stop, the
 second kills the running commands. On Linux the supervisor is a child subreaper: when a worker
 is killed, the commands it was running are re-parented here, and their process groups are
-killed at once instead of running on as orphans beside the retry.
+killed at once instead of running on as orphans beside the retry (process_groups).
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .eventlog import EventLog, write_line
-from .runner import IS_LINUX
+from .process_groups import become_subreaper, reap_adopted
 from .stopping import STOP_COPY_SECONDS, STOP_SIGNALS, StopSignals, signal_name
 
-_PR_SET_CHILD_SUBREAPER = 36
 # A worker that dies sooner than this after starting is restarted only after a pause.
 FLAP_SECONDS = 2.0
 TICK_SECONDS = 0.1
@@ -65,7 +64,7 @@ class Supervisor:
         self._notices: list[tuple[float, str, str]] = []
 
     def run(self) -> int:
-        _become_subreaper()
+        become_subreaper()
         self.events.start()
         self._exits.wake_on_signals()
         for name in STOP_SIGNALS:
@@ -85,7 +84,7 @@ class Supervisor:
             self._replace()
         self._print_notices(final=True)
         self._exits.close()
-        _reap_orphans(set(), kill=False)
+        reap_adopted(set(), kill=False)
         self.events.close()
         return 1 if (self.failed or self.signals_seen > 1) else 0
 
@@ -136,12 +135,12 @@ class Supervisor:
                 continue
             self.failed = True
             self.events.say(f"worker pid {pid} died ({_describe(code)})")
-            _reap_orphans(set(self.workers), kill=True)
+            reap_adopted(set(self.workers), kill=True)
             if self.burst:
                 continue
             flapping = time.monotonic() - child.started < FLAP_SECONDS
             self._replacements.append(time.monotonic() + (FLAP_SECONDS if flapping else 0.0))
-        _reap_orphans(set(self.workers), kill=False)
+        reap_adopted(set(self.workers), kill=False)
 
     def _replace(self) -> None:
         """Start the replacements that are due; a stop cancels those not started yet."""
@@ -256,36 +255,3 @@ class _ExitWatch:
 
 def _describe(code: int) -> str:
     return f"killed by {signal_name(-code)}" if code < 0 else f"exit status {code}"
-
-
-def _become_subreaper() -> None:
-    if not IS_LINUX:
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1)
-    except (OSError, AttributeError):
-        pass
-
-
-def _adopted_children(workers: set[int]) -> list[int]:
-    """Children that are not workers: commands orphaned by a dead worker, or leftovers."""
-    try:
-        with open(f"/proc/self/task/{os.getpid()}/children") as handle:
-            pids = [int(text) for text in handle.read().split()]
-    except OSError:
-        return []
-    return [pid for pid in pids if pid not in workers]
-
-
-def _reap_orphans(workers: set[int], kill: bool) -> None:
-    """Collect adopted children that exited; with `kill`, first kill their process groups."""
-    if not IS_LINUX:
-        return
-    for pid in _adopted_children(workers):
-        if kill:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)

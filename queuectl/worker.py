@@ -18,15 +18,12 @@ from .errors import StoreError
 from .eventlog import EventLog, write_line
 from .faults import crash_point
 from .lease import CHECK_SECONDS, LeaseKeeper, fencing
+from .liveness import host_name
 from .models import Claim, Outcome, RunResult, heartbeat_interval, log_file_name, retry_delay
-from .runner import (
-    RunningCommand,
-    close_inherited_fds,
-    group_alive,
-    host_name,
-    kill_orphaned_run,
-    kill_unrecorded_run,
-)
+from .process_groups import kill_lost_run, kill_orphaned_run
+from .runlogs import LogFolder
+from .runner import RunningCommand
+from .spawning import close_inherited_fds
 from .stopping import (
     PARENT_DEATH_SIGNAL,
     STOP_COPY_SECONDS,
@@ -85,7 +82,8 @@ class Worker:
         self._said_waiting = False  # said that a stop waits for an outcome to be recorded
         self._claim_sent = 0.0  # monotonic time the call that made the current claim was sent
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
-        self._log_dir = os.fspath(store.log_dir)  # a string: joined once per job
+        # Its runs' log files: the folder held open, and a spare empty file, from run to run.
+        self._logs = LogFolder(os.fspath(store.log_dir))  # a string: joined once per job
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -103,6 +101,7 @@ class Worker:
                 self._unregister()
             self.say("stopped")
         finally:
+            self._logs.close()
             self.events.close()
         return 1 if self.forced else 0
 
@@ -172,18 +171,7 @@ class Worker:
     def _kill_leftovers(self, job_id: str) -> None:
         """If the lost run was on this host and its command still runs (the whole pool was
         killed), kill it before the job can run again, so two runs never overlap."""
-        lost = [run for run in self.store.runs(job_id) if run.outcome == "lost"]
-        if not lost or lost[-1].host != self.host:
-            return
-        run = lost[-1]
-        if run.pid:
-            killed = kill_orphaned_run(run.pid, job_id)
-            deadline = time.monotonic() + 2.0  # SIGKILL is not instant: see it gone
-            while killed and group_alive(run.pid) and time.monotonic() < deadline:
-                time.sleep(0.01)
-        else:  # its worker died before recording the pid
-            killed = kill_unrecorded_run(job_id, run.attempt, self._log_dir)
-        if killed:
+        if kill_lost_run(job_id, self.store.runs(job_id), self.host, self._logs.path):
             self.say(f"{job_id}: killed the commands its lost run left behind")
 
     def _wait_idle(self, next_maintenance: float) -> None:
@@ -274,9 +262,10 @@ class Worker:
             self._retrying(lambda: self._kill_leftovers(job.id), while_stopping=True)
         if not self.quiet:
             self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
-        log_path = os.path.join(self._log_dir, log_file_name(job.id, claim.run_id, claim.worker_id))
+        log_name = log_file_name(job.id, claim.run_id, claim.worker_id)
+        log_path = os.path.join(self._logs.path, log_name)
         extra_env = {"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(claim.attempt)}
-        running = RunningCommand(job.command, extra_env, log_path)
+        running = RunningCommand(job.command, extra_env, log_path, self._logs)
         self._running = running
         crash_point("after-start")
         try:

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from queuectl.models import log_file_name
 from queuectl.queue import Queue
+from queuectl.runlogs import LogFolder
 from queuectl.runner import RunningCommand
 from queuectl.store import open_store
 from queuectl.worker import Worker
@@ -76,8 +77,8 @@ def test_the_worker_id_never_reaches_the_name_as_text(worker_id):
 # the runner replaces a stale file instead of dropping the new output
 
 
-def run(command: str, path: Path, publish_early: bool = False):
-    running = RunningCommand(command, {}, path)
+def run(command: str, path: Path, publish_early: bool = False, logs: LogFolder | None = None):
+    running = RunningCommand(command, {}, path, logs)
     if publish_early:
         running.publish_log()
     assert running.wait_for_exit(30)
@@ -119,10 +120,12 @@ def test_a_symlink_under_the_runs_name_is_replaced_not_followed(tmp_path):
 @pytest.mark.skipif(not IS_LINUX, reason="reuses an anonymous O_TMPFILE file (Linux)")
 def test_a_reused_anonymous_file_also_replaces_a_stale_file(tmp_path):
     logs = tmp_path / "logs"
-    assert run("true", logs / "silent.1.0badf00d.log").output_tail == ""  # leaves a spare
+    folder = LogFolder(str(logs))  # as a worker keeps it from run to run
+    assert run("true", logs / "silent.1.0badf00d.log", logs=folder).output_tail == ""  # a spare
     log = logs / "build.2.0badf00d.log"
     log.write_text("OLD RUN\n")
-    assert run("echo NEW RUN", log).output_tail == "NEW RUN\n"
+    assert run("echo NEW RUN", log, logs=folder).output_tail == "NEW RUN\n"
+    folder.close()
     assert log.read_text() == "NEW RUN\n"
     assert_only_the_log_is_left(logs, log.name)
 

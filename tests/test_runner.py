@@ -1,4 +1,5 @@
-"""The runner: plain commands start without a shell only where the result is the same."""
+"""The runner and spawning: plain commands start without a shell only where the result is the
+same; log files as the runner writes them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from queuectl.models import Outcome
-from queuectl.runner import USE_POSIX_SPAWN, RunningCommand, _posix_spawn, plain_argv
+from queuectl.runlogs import LogFolder
+from queuectl.runner import RunningCommand
+from queuectl.spawning import USE_POSIX_SPAWN, _posix_spawn, plain_argv
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shell semantics")
 
@@ -60,8 +63,8 @@ def test_anything_the_shell_would_interpret_goes_through_the_shell(command):
     assert plain_argv(command) is None
 
 
-def run(command: str, tmp_path: Path, **env: str):
-    running = RunningCommand(command, env, tmp_path / "logs" / "run.log")
+def run(command: str, tmp_path: Path, logs: LogFolder | None = None, **env: str):
+    running = RunningCommand(command, env, tmp_path / "logs" / "run.log", logs)
     running.wait_for_exit(30)
     return running.result()
 
@@ -167,7 +170,8 @@ def test_commands_get_the_signals_python_ignores_back(tmp_path, command):
 
 INHERIT_CHECK = """
 import os, sys
-from queuectl.runner import RunningCommand, close_inherited_fds
+from queuectl.runner import RunningCommand
+from queuectl.spawning import close_inherited_fds
 
 def listing(name):
     running = RunningCommand("ls /proc/self/fd", {}, os.path.join(sys.argv[1], name))
@@ -202,28 +206,35 @@ def log_inode(running: RunningCommand) -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="O_TMPFILE log files")
 def test_a_silent_runs_log_file_serves_the_next_run(tmp_path):
-    first = RunningCommand("true", {}, tmp_path / "logs" / "one.log")
+    logs = LogFolder(str(tmp_path / "logs"))  # as a worker keeps it from run to run
+    first = RunningCommand("true", {}, tmp_path / "logs" / "one.log", logs)
     first_inode = log_inode(first)
     first.wait_for_exit(30)
     assert first.result().output_tail == ""
-    second = RunningCommand("true", {}, tmp_path / "logs" / "two.log")
+    second = RunningCommand("true", {}, tmp_path / "logs" / "two.log", logs)
     assert log_inode(second) == first_inode
     second.wait_for_exit(30)
     second.result()
+    logs.close()
     assert not list((tmp_path / "logs").iterdir())
 
 
 def test_a_file_something_may_still_write_to_is_not_reused(tmp_path):
     """The command exits at once but leaves a writer behind in its process group: its late
     output must not land in the next run's log."""
+    logs = LogFolder(str(tmp_path / "logs"))
     ready = tmp_path / "ready"
     leaves_a_writer = f"(sleep 0.5; echo late; touch {ready}) &"
-    assert run(leaves_a_writer, tmp_path).output_tail == ""
+    assert run(leaves_a_writer, tmp_path, logs).output_tail == ""
     after = RunningCommand(
-        f"sh -c 'while [ ! -e {ready} ]; do sleep 0.05; done'", {}, tmp_path / "logs" / "after.log"
+        f"sh -c 'while [ ! -e {ready} ]; do sleep 0.05; done'",
+        {},
+        tmp_path / "logs" / "after.log",
+        logs,
     )
     after.wait_for_exit(30)
     assert after.result().output_tail == ""
+    logs.close()
 
 
 @pytest.mark.skipif(not USE_POSIX_SPAWN, reason="os.posix_spawn is used on Linux only")

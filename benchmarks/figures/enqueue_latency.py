@@ -18,7 +18,15 @@ NAME = "enqueue_latency"
 TARGET = Target("max_ratio", 1.3, "≤ 1.3×")
 # Not needed to enqueue (issue 3): dotenv only with a .env (the harness runs where there is
 # none), nothing of the worker side, and on SQLite nothing of PostgreSQL.
-UNWANTED = ("dotenv", "queuectl.worker", "queuectl.runner", "queuectl.supervisor")
+UNWANTED = (
+    "dotenv",
+    "queuectl.worker",
+    "queuectl.runner",
+    "queuectl.spawning",
+    "queuectl.runlogs",
+    "queuectl.process_groups",
+    "queuectl.supervisor",
+)
 UNWANTED_ON_SQLITE = ("psycopg", "queuectl.store.postgres")
 IMPORT_LINE = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 
