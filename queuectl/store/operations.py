@@ -166,7 +166,9 @@ class Operations:
         self, state: str | None = None, queue: str | None = None, limit: int | None = None
     ) -> list[Job]:
         params = {"state": state, "queue": queue, "limit": limit}
-        filters = [self.sql.JOB_FILTERS[name] for name in ("state", "queue") if params[name]]
+        filters = [
+            self.sql.JOB_FILTERS[name] for name in ("state", "queue") if params[name] is not None
+        ]
         statement = self.sql.LIST_JOBS.format(
             where=" AND ".join(filters) or "true",
             limit=self.sql.LIMIT if limit is not None else "",
