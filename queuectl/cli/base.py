@@ -86,12 +86,14 @@ def pass_reader(func: Callable) -> Callable:
     return pass_ctx(reader)
 
 
-# Click builds each command's -h/--help option on every run, help asked for or not, and looks
-# its help text up in gettext catalogs each time: that imports `locale` and searches the disk,
-# about 1.5 ms of every `enqueue`. Ours is the same option with click's English text (click
-# ships no catalogs and queuectl installs none), stored under the name click 8.5 gives it.
+# Click's own help option (Command.get_help_option) is built on every run, help asked for or
+# not, and looks its text up in gettext catalogs each time: that imports `locale` and searches
+# the disk, about 1.5 ms of every `enqueue`. Ours is the same option with click's English text
+# (click ships no catalogs and queuectl installs none), built through click's public API.
 HELP_TEXT = "Show this message and exit."
-HELP_STORAGE_NAME = "_click_default_help"
+# The option's parameter name. It never reaches a command (expose_value=False); it only has to
+# differ from every parameter of ours, as click's own reserved name does.
+HELP_PARAM_NAME = "queuectl_help"
 
 
 def show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -104,23 +106,26 @@ def show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 class Command(click.Command):
     """A click command whose help option is built without gettext (see HELP_TEXT)."""
 
-    _untranslated_help: click.Option | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.english_help_option: click.Option | None = None
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        """The -h/--help option, built once per command."""
         names = self.get_help_option_names(ctx)
         if not names or not self.add_help_option:
             return None
         # One object per command, as in click: eager parameters are told apart by identity.
-        if self._untranslated_help is None:
-            self._untranslated_help = click.Option(
-                [*names, HELP_STORAGE_NAME],
+        if self.english_help_option is None:
+            self.english_help_option = click.Option(
+                [*names, HELP_PARAM_NAME],
                 is_flag=True,
                 is_eager=True,
                 expose_value=False,
                 callback=show_help,
                 help=HELP_TEXT,
             )
-        return self._untranslated_help
+        return self.english_help_option
 
 
 class Group(Command, click.Group):
