@@ -167,13 +167,19 @@ class LazyGroup(Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """The subcommand called cmd_name, imported on first use; None if there is none."""
-        if cmd_name not in self.commands:
+        if cmd_name in self.lazy_commands:
+            self.load(cmd_name)
+        elif cmd_name not in self.commands:
             # A name that is no command loads them all: click's "did you mean" suggests close
             # names from `commands`, and a mistake is no hot path.
-            for name in [cmd_name] if cmd_name in self.lazy_commands else self.lazy_commands:
-                if name not in self.commands:
-                    self.add_command(load_command(self.lazy_commands[name]), name)
+            for name in self.lazy_commands:
+                self.load(name)
         return super().get_command(ctx, cmd_name)
+
+    def load(self, name: str) -> None:
+        """Import the lazy command called name and register it, unless that is done."""
+        if name not in self.commands:
+            self.add_command(load_command(self.lazy_commands[name]), name)
 
 
 class QueuectlGroup(LazyGroup):
