@@ -12,7 +12,8 @@ from queuectl.cli import cli as root
 
 
 def subcommands(command: click.Command) -> dict[str, click.Command]:
-    """A group's subcommands as click finds them (the root loads most of them on demand)."""
+    """A group's subcommands as click's public API finds them, as any tool that walks the tree
+    (docs, completion) does: the root imports each one's module on demand."""
     if not isinstance(command, click.Group):
         return {}
     ctx = click.Context(command)
@@ -46,8 +47,23 @@ SPEC_COMMANDS = {
 }
 
 
-def test_every_spec_command_exists():
-    assert {" ".join(path) for path in PATHS} >= SPEC_COMMANDS
+def test_the_command_tree_is_exactly_the_spec_commands():
+    leaves = {" ".join(path) for path in PATHS if not subcommands(command_at(path))}
+    assert leaves == SPEC_COMMANDS
+
+
+def test_each_command_is_listed_under_its_own_name():
+    # The root's lazy table names each command apart from the command itself; click builds
+    # command paths (help, usage errors, TIMEOUT_BOUNDED) from the command's own name.
+    names = {" ".join(path): command_at(path).name for path in PATHS[1:]}
+    assert {path: name for path, name in names.items() if name != path.split()[-1]} == {}
+
+
+def command_at(path: tuple[str, ...]) -> click.Command:
+    command = root
+    for name in path:
+        command = subcommands(command)[name]
+    return command
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda path: " ".join(path) or "queuectl")
@@ -57,9 +73,7 @@ def test_help_has_an_example_and_touches_no_store(path, tmp_path):
     out = assert_ok(cli(*path, "--help"))
     assert out.startswith("Usage: queuectl"), out
     assert "Example" in out, out
-    command = root
-    for name in path:
-        command = subcommands(command)[name]
+    command = command_at(path)
     for name in subcommands(command):  # a group lists its subcommands
         assert name in out, name
     assert files_under(tmp_path) == set()

@@ -12,8 +12,6 @@ are defined and however lazily they load.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,17 +80,9 @@ def command_paths(root: click.Command) -> set[str]:
 
 
 def root_group() -> click.Command:
-    """`queuectl.cli.cli`, with every command registered.
-
-    While the commands lived in `queuectl/commands.py`, imported by the root group only when
-    a command was looked up or listed, an older root group listed only `enqueue`; importing
-    that module, where it exists, registers the rest. The `queuectl/cli/` package loads its
-    command modules itself."""
+    """`queuectl.cli.cli`: its lazy group lists and loads every command itself."""
     from queuectl.cli import cli
 
-    missing = SPEC_COMMANDS - command_paths(cli)
-    if missing and importlib.util.find_spec("queuectl.commands") is not None:
-        importlib.import_module("queuectl.commands")
     return cli
 
 
