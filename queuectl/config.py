@@ -79,7 +79,7 @@ def _number(minimum: str) -> Callable[[str], float]:
         if _below(whole, fraction, minimum):
             raise ConfigError(f"must be at least {minimum}, got {canonical(text)}")
         value = float(whole if fraction is None else f"{whole}.{fraction}")
-        if value > MAX_SECONDS:  # the bound a job spec's seconds have (models.check_seconds)
+        if value > MAX_SECONDS:  # the bound a job spec's seconds have (specs.check_seconds)
             raise ConfigError(f"must be at most {MAX_SECONDS:g}, got {canonical(text)}")
         return value
 

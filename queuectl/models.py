@@ -7,8 +7,6 @@ returns values, so the rules can be tested exhaustively on their own.
 # No `from __future__ import annotations` here, unlike the other modules: typing.NamedTuple turns
 # string annotations into ForwardRefs, compiling each one, and that made importing this module
 # (on every `queuectl enqueue`) about 0.5 ms slower. Every annotation is valid at run time (3.10+).
-import math
-import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from enum import Enum
@@ -68,10 +66,6 @@ class CommandFate(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-class SpecError(ValueError):
-    """A job spec that cannot be accepted; the message names the problem."""
 
 
 # Records are NamedTuples, not dataclasses: a dataclass costs ~0.8 ms to create at import,
@@ -241,10 +235,7 @@ def next_state(result: RunResult, retry_delay: float | None) -> tuple[JobState, 
 
 
 # ---------------------------------------------------------------------------------------------
-# Spec parsing and validation
-
-SPEC_FIELDS = ("id", "command", "max_retries", "priority", "queue", "run_at", "delay", "timeout")
-
+# Log files and times
 
 # Names that open a device instead of a file on Windows, whatever the extension.
 WINDOWS_DEVICES = frozenset(
@@ -279,106 +270,6 @@ def log_file_name(job_id: str, run_id: int, worker_id: str) -> str:
     return f"{safe}.{run_id}.{zlib.crc32(worker_id.encode('utf-8', 'surrogatepass')):08x}.log"
 
 
-def new_job_id() -> str:
-    """A random id: 64 bits, so collisions stay negligible at millions of jobs.
-    (os.urandom, not secrets: the id is no secret, and secrets costs 4 ms of start-up.)"""
-    return os.urandom(8).hex()
-
-
-def check_name(value: Any, what: str, max_length: int) -> str:
-    """Validate an id or queue name: untrusted text that must stay printable and bounded."""
-    if not isinstance(value, str):
-        raise SpecError(f"{what} must be a string, got {type_name(value)}")
-    if not value:
-        raise SpecError(f"{what} must not be empty")
-    if len(value) > max_length:
-        raise SpecError(f"{what} is {len(value)} characters long; the limit is {max_length}")
-    if any(is_control(ch) for ch in value):
-        raise SpecError(f"{what} must not contain control characters")
-    check_encodable(value, what)
-    return value
-
-
-def check_encodable(value: str, what: str) -> None:
-    """JSON can spell lone surrogates (\\ud800) that no store or terminal can encode, and
-    command-line bytes that are not UTF-8 reach Python as such surrogates too."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise SpecError(
-            f"{what} is not valid text: bytes that are not UTF-8, or a lone surrogate "
-            "(\\ud800 …) in JSON"
-        ) from None
-
-
-def is_control(ch: str) -> bool:
-    code = ord(ch)
-    return code < 32 or 127 <= code < 160 or ch in "\u2028\u2029"
-
-
-def type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def check_int(value: Any, what: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{what} must be an integer, got {type_name(value)}")
-    low = INT64_MIN if minimum is None else minimum
-    if value < low:
-        raise SpecError(f"{what} must be at least {low}, got {value}")
-    if value > INT64_MAX:
-        raise SpecError(f"{what} is too large")
-    return value
-
-
-def check_seconds(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{what} must be a number of seconds, got {type_name(value)}")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond any float, e.g. 10**400 in the JSON
-        raise SpecError(f"{what} is out of range") from None
-    if not math.isfinite(number):
-        raise SpecError(f"{what} must be a finite number")
-    if number < 0:
-        raise SpecError(f"{what} must be at least 0, got {value}")
-    if number > MAX_SECONDS:
-        raise SpecError(f"{what} is too large")
-    return number
-
-
-def parse_time(value: Any, what: str = "run_at") -> float:
-    """Parse an ISO-8601 time into epoch seconds; a time without an offset is taken as UTC."""
-    if not isinstance(value, str):
-        raise SpecError(f"{what} must be an ISO-8601 time string, got {type_name(value)}")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise SpecError(f"{what} is not an ISO-8601 time: {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    try:
-        moment.astimezone(timezone.utc)  # e.g. 9999-12-31T23:59-23:59 is past year 9999 in UTC
-    except OverflowError:
-        raise SpecError(f"{what} is out of range: {value!r}") from None
-    return moment.timestamp()
-
-
 def iso(epoch: float | None) -> str | None:
     """Epoch seconds to ISO-8601 UTC with millisecond precision, e.g. 2026-01-02T03:04:05.678Z."""
     if epoch is None:
@@ -388,104 +279,3 @@ def iso(epoch: float | None) -> str | None:
     except (OverflowError, OSError, ValueError):  # stored by an older, laxer version
         return str(epoch)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def reject_constant(name: str) -> Any:
-    raise SpecError(f"invalid JSON: {name} is not a valid JSON number")
-
-
-def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are all different: json keeps the last of a repeated key
-    silently, so `{"id": "a", "id": "b"}` would enqueue job b. Nested objects too."""
-    data = dict(pairs)
-    if len(data) != len(pairs):
-        seen: set[str] = set()
-        for key, _value in pairs:
-            if key in seen:
-                raise SpecError(f"key {key!r} is given twice in a JSON object")
-            seen.add(key)
-    return data
-
-
-_decoder = None  # one JSON decoder for every line of a bulk enqueue
-
-
-def parse_spec_json(text: str) -> dict[str, Any]:
-    """Decode one JSON job spec; NaN and Infinity are refused (they are not JSON), and so is a
-    key given twice in an object."""
-    import json  # only this path needs it: enqueue --command does not
-
-    global _decoder
-    if _decoder is None:
-        # json.loads(text, parse_constant=…) would build a new decoder for every line: a
-        # quarter of the parsing time of `enqueue -`.
-        _decoder = json.JSONDecoder(parse_constant=reject_constant, object_pairs_hook=unique_keys)
-    try:
-        data = _decoder.decode(text)
-    except SpecError:  # from the hooks: a ValueError, with its message made already
-        raise
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
-    except RecursionError:
-        raise SpecError("invalid JSON: nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer with more digits than Python will convert
-        raise SpecError(f"invalid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"a job spec must be a JSON object, got {type_name(data)}")
-    return data
-
-
-def build_spec(data: dict[str, Any], defaults: dict[str, Any]) -> JobSpec:
-    """Validate a decoded spec and fill in defaults (copied now, so later config changes
-    do not change queued jobs).
-
-    `defaults` holds the config values in effect: `max-retries` and `job-timeout`.
-    """
-    unknown = sorted(key for key in data if key not in SPEC_FIELDS)
-    if unknown:
-        names = ", ".join(repr(key) for key in unknown)
-        allowed = ", ".join(SPEC_FIELDS)
-        raise SpecError(f"unknown field {names} (allowed: {allowed})")
-    if "command" not in data:
-        raise SpecError("missing required field 'command'")
-    command = data["command"]
-    if not isinstance(command, str):
-        raise SpecError(f"command must be a string, got {type_name(command)}")
-    if not command.strip():
-        raise SpecError("command must not be empty")
-    if "\x00" in command:
-        raise SpecError("command must not contain NUL characters")
-    check_encodable(command, "command")
-
-    job_id = data.get("id")
-    job_id = new_job_id() if job_id is None else check_name(job_id, "id", MAX_ID_LENGTH)
-    queue = data.get("queue")
-    queue = DEFAULT_QUEUE if queue is None else check_name(queue, "queue", MAX_QUEUE_LENGTH)
-
-    max_retries = data.get("max_retries")
-    if max_retries is None:
-        max_retries = defaults["max-retries"]
-    max_retries = check_int(max_retries, "max_retries", minimum=0)
-    priority = data.get("priority")
-    priority = 0 if priority is None else check_int(priority, "priority")
-    timeout = data.get("timeout")
-    timeout = defaults["job-timeout"] if timeout is None else timeout
-    timeout = check_seconds(timeout, "timeout")
-
-    run_at = data.get("run_at")
-    delay = data.get("delay")
-    if run_at is not None and delay is not None:
-        raise SpecError("give either run_at or delay, not both")
-    run_at_epoch = None if run_at is None else parse_time(run_at, "run_at")
-    delay_seconds = 0.0 if delay is None else check_seconds(delay, "delay")
-
-    return JobSpec(
-        id=job_id,
-        command=command,
-        max_retries=max_retries,
-        priority=priority,
-        queue=queue,
-        timeout=timeout,
-        run_at=run_at_epoch,
-        delay=delay_seconds,
-    )

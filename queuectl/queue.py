@@ -13,17 +13,8 @@ from typing import NamedTuple
 
 from . import config
 from .errors import DuplicateJob, QueueError
-from .models import (
-    CommandFate,
-    Job,
-    JobSpec,
-    JobState,
-    Run,
-    SpecError,
-    build_spec,
-    heartbeat_interval,
-    parse_spec_json,
-)
+from .models import CommandFate, Job, JobSpec, JobState, Run, heartbeat_interval
+from .specs import SpecError, build_spec, parse_spec_json
 from .store import Store, WorkerInfo, open_store
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from conftest import wait_for
 
-from queuectl.models import JobState, Outcome, RunResult, build_spec
+from queuectl.models import JobState, Outcome, RunResult
+from queuectl.specs import build_spec
 from queuectl.store import ClaimRequest
 
 DEFAULTS = {"max-retries": 3, "job-timeout": 300.0}

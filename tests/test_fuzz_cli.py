@@ -38,14 +38,8 @@ from storekit import add
 
 from queuectl.cli import cli
 from queuectl.config import KEYS
-from queuectl.models import (
-    MAX_ID_LENGTH,
-    Outcome,
-    RunResult,
-    SpecError,
-    check_encodable,
-    check_name,
-)
+from queuectl.models import MAX_ID_LENGTH, Outcome, RunResult
+from queuectl.specs import SpecError, check_encodable, check_name
 from queuectl.store import ClaimRequest, open_store
 
 SCALE = int(os.environ.get("QUEUECTL_TEST_EXAMPLES") or 100) / 100

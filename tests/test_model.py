@@ -57,7 +57,8 @@ from hypothesis.stateful import (
 from storekit import DEFAULTS, EXIT_3, FakeClock, add
 
 from queuectl.errors import DuplicateJob, InvalidTransition, JobNotFound
-from queuectl.models import STATES, Outcome, RunResult, build_spec
+from queuectl.models import STATES, Outcome, RunResult
+from queuectl.specs import build_spec
 from queuectl.store import ClaimRequest, open_store
 
 EXAMPLES = int(os.environ.get("QUEUECTL_TEST_EXAMPLES") or 0)

@@ -23,16 +23,12 @@ from queuectl.models import (
     INT64_MIN,
     MAX_ID_LENGTH,
     MAX_SECONDS,
-    SPEC_FIELDS,
     JobSpec,
-    SpecError,
     backoff_delay,
-    build_spec,
     log_file_name,
-    parse_spec_json,
-    parse_time,
     retry_delay,
 )
+from queuectl.specs import SPEC_FIELDS, SpecError, build_spec, parse_spec_json, parse_time
 
 DEFAULTS = {"max-retries": 3, "job-timeout": 300.0}
 

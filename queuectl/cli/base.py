@@ -18,8 +18,8 @@ import click
 
 from ..config import ConfigError
 from ..errors import QueueError
-from ..models import SpecError
 from ..queue import Queue
+from ..specs import SpecError
 
 # Commands whose --timeout bounds the whole call, waits on the store included (SPEC §5: "a CLI
 # call honours its own --timeout", also when the network goes silent): the store they open

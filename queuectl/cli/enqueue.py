@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import click
 
-from ..models import SpecError
+from ..specs import SpecError
 from .base import Command, Context, pass_ctx
 
 

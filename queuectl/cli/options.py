@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from ..models import check_encodable
+from ..specs import check_encodable
 
 
 def stored_text(ctx: click.Context, param: click.Parameter, value):
