@@ -184,3 +184,24 @@ def modes_bind_preexec():
     if probe.returncode != 0:
         pytest.skip("running as root without the right to drop CAP_DAC_OVERRIDE")
     return drop_root_file_powers
+
+
+# SPEC §4: every command a user may type, groups' subcommands as "group sub".
+SPEC_COMMANDS = frozenset(
+    {
+        "enqueue",
+        "worker start",
+        "worker stop",
+        "status",
+        "list",
+        "show",
+        "logs",
+        "cancel",
+        "dlq list",
+        "dlq retry",
+        "config list",
+        "config get",
+        "config set",
+        "config unset",
+    }
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 import pytest
-from clikit import assert_ok, files_under
+from clikit import SPEC_COMMANDS, assert_ok, files_under
 from conftest import CLI
 
 from queuectl.cli import cli as root
@@ -27,24 +27,6 @@ def command_paths(command: click.Command, prefix: tuple[str, ...] = ()):
 
 
 PATHS = list(command_paths(root))
-
-# SPEC §4, every command a user may type.
-SPEC_COMMANDS = {
-    "enqueue",
-    "worker start",
-    "worker stop",
-    "status",
-    "list",
-    "show",
-    "logs",
-    "cancel",
-    "dlq list",
-    "dlq retry",
-    "config list",
-    "config get",
-    "config set",
-    "config unset",
-}
 
 
 def test_the_command_tree_is_exactly_the_spec_commands():
