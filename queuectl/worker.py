@@ -27,10 +27,11 @@ from .runlogs import LogFolder
 from .spawning import close_inherited_fds
 from .stopping import (
     PARENT_DEATH_SIGNAL,
-    STOP_COPY_SECONDS,
     STOP_SIGNALS,
     StopSignals,
+    die_with_parent,
     signal_name,
+    worker_copy_window,
 )
 from .store import ClaimRequest, Store, open_store
 
@@ -74,7 +75,7 @@ class Worker:
         self.forced = False
         # The pid of the `worker start` that relays stop signals to this worker, if any.
         self.supervisor = supervisor
-        self._stop_signals = StopSignals(_copy_window(supervisor))
+        self._stop_signals = StopSignals(worker_copy_window(supervisor))
         self._orphaned = False  # its supervisor died (see handle_parent_death)
         self._run: JobRun | None = None  # the claim being run, if any
         self._settings: dict = {}
@@ -316,34 +317,6 @@ class Worker:
         self.events.say(message)
 
 
-def _copy_window(supervisor: int | None) -> float:
-    """How close together stop signals are copies of one request, for this worker.
-
-    Started by the supervisor on POSIX, a worker runs in a session of its own: no terminal or
-    process-group signal reaches it, only what the supervisor relays, which has already
-    counted copies as one request, so every signal counts (a worker busy in a long store call
-    handles signals late, and a window here could swallow the relayed second request). On
-    Windows a console Ctrl-Break reaches the workers as well as the supervisor, and a worker
-    run on its own shares its terminal's (or `timeout`'s) process group: copies come there."""
-    if supervisor is not None and sys.platform != "win32":
-        return 0.0
-    return STOP_COPY_SECONDS
-
-
-def _die_with_parent() -> None:
-    """If the supervisor is killed outright, stop gracefully instead of running on unseen
-    (Linux: PR_SET_PDEATHSIG; until the handler is set, the signal simply ends the worker,
-    which has claimed nothing yet)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, PARENT_DEATH_SIGNAL)
-    except (OSError, AttributeError):
-        pass
-
-
 def read_target(argument: str | None) -> str:
     """The store target: `--db TARGET`, or with `--db -` the first line of standard input.
 
@@ -374,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--parent", type=int, default=None)
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     close_inherited_fds()
     if args.parent is not None and os.getppid() != args.parent:
         return 1  # the supervisor is already gone
