@@ -181,7 +181,7 @@ def kill_orphaned_run(pgid: int, job_id: str) -> bool:
 
 def kill_unrecorded_run(job_id: str, attempt: int, log_dir: str) -> bool:
     """Kill what is left of a lost run whose pid was never recorded: its worker died within
-    its first heartbeat (worker.FIRST_BEAT_SECONDS), with the whole pool, so no supervisor
+    its first heartbeat (job_run.FIRST_BEAT_SECONDS), with the whole pool, so no supervisor
     killed it.
 
     Its processes are found through /proc: the job id and attempt in their environment, and

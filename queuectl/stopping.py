@@ -1,9 +1,11 @@
-"""Stop signals, shared by the supervisor and its workers: which signals ask for a stop, and
-how the copies of one request are told from a second request (SPEC §4 `worker start`)."""
+"""Stop signals, shared by the supervisor and its workers: which signals ask for a stop, how
+the copies of one request are told from a second request (SPEC §4 `worker start`), and the
+signal a worker gets when its supervisor dies."""
 
 from __future__ import annotations
 
 import signal
+import sys
 
 # The signals that ask for a stop, where the platform has them. SIGHUP: the terminal the pool
 # ran in was closed; SIGBREAK: Windows, where the supervisor relays stops as CTRL_BREAK_EVENT.
@@ -52,3 +54,32 @@ def signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
+
+
+def worker_copy_window(supervisor: int | None) -> float:
+    """How close together stop signals are copies of one request, for a worker relayed to by
+    the supervisor of pid `supervisor` (None: a worker run on its own).
+
+    Started by the supervisor on POSIX, a worker runs in a session of its own: no terminal or
+    process-group signal reaches it, only what the supervisor relays, which has already
+    counted copies as one request, so every signal counts (a worker busy in a long store call
+    handles signals late, and a window here could swallow the relayed second request). On
+    Windows a console Ctrl-Break reaches the workers as well as the supervisor, and a worker
+    run on its own shares its terminal's (or `timeout`'s) process group: copies come there."""
+    if supervisor is not None and sys.platform != "win32":
+        return 0.0
+    return STOP_COPY_SECONDS
+
+
+def die_with_parent() -> None:
+    """If the supervisor is killed outright, stop gracefully instead of running on unseen
+    (Linux: PR_SET_PDEATHSIG; until the handler is set, the signal simply ends the worker,
+    which has claimed nothing yet)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, PARENT_DEATH_SIGNAL)
+    except (OSError, AttributeError):
+        pass

@@ -1,4 +1,5 @@
-"""One worker process: claim a job, run it under a heartbeat, record the outcome, repeat.
+"""One worker process: its loop (maintenance, claims, the idle wait, store calls retried
+through outages, stop requests) and its process entry. Each claim is run by job_run.JobRun.
 
 Started by the supervisor as `python -m queuectl.worker --db TARGET …` (spawn-safe: a fresh
 interpreter, no fork of the CLI). It never imports click, to keep its memory small.
@@ -11,25 +12,26 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from . import config
 from .errors import StoreError
 from .eventlog import EventLog, write_line
 from .faults import crash_point
-from .lease import CHECK_SECONDS, LeaseKeeper, fencing
+from .job_run import JobRun
 from .liveness import host_name
-from .models import Claim, Outcome, RunResult, heartbeat_interval, log_file_name, retry_delay
-from .process_groups import kill_lost_run, kill_orphaned_run
+from .models import Claim, heartbeat_interval, retry_delay
+from .process_groups import kill_lost_run
 from .runlogs import LogFolder
-from .runner import RunningCommand
 from .spawning import close_inherited_fds
 from .stopping import (
     PARENT_DEATH_SIGNAL,
-    STOP_COPY_SECONDS,
     STOP_SIGNALS,
     StopSignals,
+    die_with_parent,
     signal_name,
+    worker_copy_window,
 )
 from .store import ClaimRequest, Store, open_store
 
@@ -44,12 +46,12 @@ STORE_CALL_SECONDS = 3.0
 # a sleep short: PEP 475 resumes it).
 PAUSE_SLICE_SECONDS = 0.05
 
-
-# A running job's pid is recorded (and its lease first extended) this long after it starts.
-FIRST_BEAT_SECONDS = 0.05
+T = TypeVar("T")
 
 
 class Worker:
+    """One worker: registers itself, claims jobs and runs each (JobRun) until stopped."""
+
     def __init__(
         self,
         store: Store,
@@ -73,14 +75,16 @@ class Worker:
         self.forced = False
         # The pid of the `worker start` that relays stop signals to this worker, if any.
         self.supervisor = supervisor
-        self._stop_signals = StopSignals(_copy_window(supervisor))
+        self._stop_signals = StopSignals(worker_copy_window(supervisor))
         self._orphaned = False  # its supervisor died (see handle_parent_death)
-        self._running: RunningCommand | None = None
+        self._run: JobRun | None = None  # the claim being run, if any
         self._settings: dict = {}
         self._bad_setting: str | None = None  # the last bad stored setting said
         self._store_failing = False  # the last store call of the main loop failed
         self._said_waiting = False  # said that a stop waits for an outcome to be recorded
-        self._claim_sent = 0.0  # monotonic time the call that made the current claim was sent
+        # Monotonic time the call that made the current claim was sent (0: none): its lease
+        # counts from there.
+        self._claim_sent = 0.0
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
         # Its runs' log files: the folder held open, and a spare empty file, from run to run.
         self._logs = LogFolder(os.fspath(store.log_dir))  # a string: joined once per job
@@ -92,10 +96,10 @@ class Worker:
         self.events.start()
         try:
             self._load_settings()
-            self._retrying(lambda: self.store.register_worker(self.id, self.host, os.getpid()))
+            self.retrying(lambda: self.store.register_worker(self.id, self.host, os.getpid()))
             self.say(f"started (pid {os.getpid()}, queues: {', '.join(self.queues or ['all'])})")
             try:
-                self._retrying(self._maintain)
+                self.retrying(self._maintain)
                 self._loop()
             finally:
                 self._unregister()
@@ -125,18 +129,18 @@ class Worker:
                 if self.stopping:
                     break
                 if time.monotonic() >= self._next_maintenance:
-                    if self._retrying(self._maintain) is None:
+                    if self.retrying(self._maintain) is None:
                         continue
                     self._next_maintenance = time.monotonic() + self._maintenance_interval()
                     if self.stopping:
                         break
-                claim = self._retrying(self._claim)
+                claim = self.retrying(self._claim)
             if claim is not None:
                 claim = self.run_claim(claim)
                 continue
             if self.burst:
                 break
-            self._retrying(lambda: self._wait_idle(self._next_maintenance))
+            self.retrying(lambda: self._wait_idle(self._next_maintenance))
 
     def _maintenance_interval(self) -> float:
         # Between jobs and while idle: the registry heartbeat, stop requests, rescue.
@@ -149,7 +153,7 @@ class Worker:
     def _claim_request(self) -> ClaimRequest:
         return ClaimRequest(self.id, self.host, self.queues, self._settings["lease-seconds"])
 
-    def _next_claim_request(self) -> ClaimRequest | None:
+    def next_claim_request(self) -> ClaimRequest | None:
         """What to claim along with a run's outcome: nothing when stopping or when the registry
         heartbeat and rescue are due first (the loop then claims on its own)."""
         if self.stopping or time.monotonic() >= self._next_maintenance:
@@ -198,11 +202,12 @@ class Worker:
             self._bad_setting = None
 
     def retry_policy(self, attempts: int, max_retries: int) -> float | None:
+        """The delay before a failed run's next attempt under the settings in use; None: dead."""
         return retry_delay(
             attempts, max_retries, self._settings["backoff-base"], self._settings["backoff-max"]
         )
 
-    def _retrying(self, action, while_stopping: bool = False):
+    def retrying(self, action: Callable[[], T], while_stopping: bool = False) -> T | None:
         """Run a store action; on a store error wait (with backoff) and retry, never die.
 
         Returns the action's result, or None when it is abandoned: a stop was forced, or (for
@@ -251,145 +256,28 @@ class Worker:
     # -- one job ---------------------------------------------------------------------------
 
     def run_claim(self, claim: Claim) -> Claim | None:
-        """Run one claimed job to its end, heartbeating from this same thread: the wait for
-        the command wakes for each heartbeat, the timeout, or the command's exit. Returns the
-        next job, claimed in the transaction that records this one's outcome, if any."""
+        """Run one claimed job to its end and record its outcome (see job_run.JobRun). Returns
+        the next job, claimed in the transaction that records this one's outcome, if any."""
         crash_point("after-claim")
-        job = claim.job
         if claim.attempt > 1:
             # A rescuer requeues a lost run and kills what it left behind in two steps; a
             # worker of this host may claim the job in between. Kill first, then start.
-            self._retrying(lambda: self._kill_leftovers(job.id), while_stopping=True)
-        if not self.quiet:
-            self.say(f"{job.id}: started attempt {claim.attempt}: {_one_line(job.command)}")
-        log_name = log_file_name(job.id, claim.run_id, claim.worker_id)
-        log_path = os.path.join(self._logs.path, log_name)
-        extra_env = {"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(claim.attempt)}
-        running = RunningCommand(job.command, extra_env, log_path, self._logs)
-        self._running = running
-        crash_point("after-start")
-        try:
-            if self.forced:
-                running.kill_now(Outcome.KILLED, "killed: the worker was forced to stop")
-            self._watch(claim, running)
-            result = running.result()
-        finally:
-            self._running = None
-        crash_point("after-exit")
-        # How long it ran, not how long until its outcome could be recorded (an outage).
-        seconds = result.seconds if result.seconds is not None else 0.0
-        next_claim, held = self._record(claim, result, seconds)
-        if not held and running.pid is not None:
-            # Canceled (or its lease lost) while the command ran, and it ended before the
-            # heartbeat that would have killed it: what it started may still run. Kill that
-            # too, as a cancel must (SPEC §4), so it never overlaps with a retry.
-            kill_orphaned_run(running.pid, job.id)
-        return next_claim
-
-    def _watch(self, claim: Claim, running: RunningCommand) -> None:
-        """Until the command exits: kill it on timeout, on cancel or a lost lease, and before
-        its lease can run out while renewals fail (fencing: see lease.py). Renewals run on a
-        LeaseKeeper thread, started FIRST_BEAT_SECONDS in: shorter jobs cost no store write
-        here, and nothing the store does can hold up a kill."""
+            self.retrying(lambda: self._kill_leftovers(claim.job.id), while_stopping=True)
+        claim_sent, self._claim_sent = self._claim_sent or None, 0.0
         lease = self._settings["lease-seconds"]
-        interval = heartbeat_interval(lease)
-        timeout = claim.job.timeout
-        deadline = running.started + timeout if timeout > 0 else None
-        # The lease counts from when the call that claimed the job was sent (a claim handed in
-        # by a caller of run_claim: from the command's start, the best known).
-        claimed_at, self._claim_sent = self._claim_sent or running.started, 0.0
-        keeper: LeaseKeeper | None = None
-        keeper_due = running.started + min(FIRST_BEAT_SECONDS, interval)
-        fenced = False
+        run = JobRun(claim, self.store, self, self.events, self._logs, lease, claim_sent)
+        self._run = run  # a forced stop kills its command (handle_signal)
         try:
-            while True:
-                fence_at = keeper.fence_at() if keeper else claimed_at + fencing(lease).fence_after
-                wake = [fence_at] if not fenced else []
-                wake.append(keeper_due if keeper is None else time.monotonic() + CHECK_SECONDS)
-                if deadline is not None:
-                    wake.append(deadline)
-                if running.wait_for_exit(max(0.0, min(wake) - time.monotonic())):
-                    return
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    deadline = None
-                    running.kill(Outcome.TIMED_OUT, f"timed out after {timeout:g}s")
-                    continue
-                if keeper is None and now >= keeper_due:
-                    keeper = self._keep_lease(claim, running, lease, interval, claimed_at)
-                if keeper is not None and keeper.lost:
-                    running.kill(
-                        Outcome.KILLED, "stopped: the job was canceled or its lease was lost"
-                    )
-                    continue
-                if not fenced and now >= fence_at:
-                    fenced = True
-                    silent = now - (keeper.renewed_at if keeper else claimed_at)
-                    self.say(
-                        f"{claim.job.id}: lease not renewed for {silent:.1f}s: killing the"
-                        " command before the lease runs out"
-                    )
-                    running.kill(
-                        Outcome.KILLED,
-                        f"killed: its lease could not be renewed for {silent:.1f}s",
-                        grace=fencing(lease).grace,
-                    )
+            next_claim = run.run()
         finally:
-            if keeper is not None:
-                keeper.stop()
-
-    def _keep_lease(
-        self,
-        claim: Claim,
-        running: RunningCommand,
-        lease: float,
-        interval: float,
-        claimed_at: float,
-    ) -> LeaseKeeper:
-        def first() -> None:
-            # Lets a rescuer on this host kill what a crashed pool left running.
-            if running.pid is not None:
-                self.store.set_run_pid(claim, running.pid)
-                running.publish_log()  # a run this long may be followed with `logs`
-
-        keeper = LeaseKeeper(
-            self.store,
-            claim,
-            self.id,
-            lease,
-            interval,
-            renewed_at=claimed_at,
-            first=first,
-            on_stop_request=lambda: self.request_stop("asked to stop through the store"),
-            say=self.say,
-        )
-        keeper.start()
-        return keeper
-
-    def _record(self, claim: Claim, result: RunResult, seconds: float) -> tuple[Claim | None, bool]:
-        """Record the outcome; returns the next claim and whether this claim was still held."""
-        job = claim.job
-        delay = None if result.succeeded else self.retry_policy(claim.attempt, job.max_retries)
-        finished = self._retrying(lambda: self._finish(claim, result, delay), while_stopping=True)
-        if result.succeeded:
-            verdict = f"completed in {seconds:.2f}s"
-        else:
-            then = "dead (retries exhausted)" if delay is None else f"retry in {delay:g}s"
-            verdict = f"failed: {result.error}; {then}"
-        if finished is not None and not finished.held:
-            verdict = "stopped: canceled, or its lease expired and it was requeued"
-        self.say(f"{job.id}: {verdict}")
-        if finished is None:
-            return None, True  # a forced stop abandoned it: not known to be lost
-        return finished.next_claim, finished.held
-
-    def _finish(self, claim: Claim, result: RunResult, delay: float | None):
-        self._claim_sent = time.monotonic()  # for the next claim, if this call makes one
-        return self.store.finish(claim, result, delay, self._next_claim_request())
+            self._run = None
+        self._claim_sent = run.next_claim_sent
+        return next_claim
 
     # -- stopping --------------------------------------------------------------------------
 
     def request_stop(self, why: str) -> None:
+        """A graceful stop: claim nothing more, finish the current job; said once."""
         if not self.stopping:
             self.stopping = True
             self.say(f"stopping after the current job ({why})")
@@ -409,9 +297,9 @@ class Worker:
                 self.stopping = True
             return
         self.forced = True
-        running = self._running
-        if running is not None:
-            running.kill_now(Outcome.KILLED, "killed: the worker was forced to stop")
+        run = self._run
+        if run is not None:
+            run.kill_now()
 
     def handle_parent_death(self, signum: int, frame: object) -> None:
         """PARENT_DEATH_SIGNAL: the supervisor was killed outright. A graceful stop (the current
@@ -427,39 +315,6 @@ class Worker:
     def say(self, message: str) -> None:
         """One event line on the pool's stderr (see eventlog: it never holds up a job)."""
         self.events.say(message)
-
-
-def _one_line(text: str, limit: int = 80) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _copy_window(supervisor: int | None) -> float:
-    """How close together stop signals are copies of one request, for this worker.
-
-    Started by the supervisor on POSIX, a worker runs in a session of its own: no terminal or
-    process-group signal reaches it, only what the supervisor relays, which has already
-    counted copies as one request, so every signal counts (a worker busy in a long store call
-    handles signals late, and a window here could swallow the relayed second request). On
-    Windows a console Ctrl-Break reaches the workers as well as the supervisor, and a worker
-    run on its own shares its terminal's (or `timeout`'s) process group: copies come there."""
-    if supervisor is not None and sys.platform != "win32":
-        return 0.0
-    return STOP_COPY_SECONDS
-
-
-def _die_with_parent() -> None:
-    """If the supervisor is killed outright, stop gracefully instead of running on unseen
-    (Linux: PR_SET_PDEATHSIG; until the handler is set, the signal simply ends the worker,
-    which has claimed nothing yet)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, PARENT_DEATH_SIGNAL)
-    except (OSError, AttributeError):
-        pass
 
 
 def read_target(argument: str | None) -> str:
@@ -484,6 +339,7 @@ def read_target(argument: str | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The worker process (`python -m queuectl.worker`); returns its exit code."""
     parser = argparse.ArgumentParser(prog="python -m queuectl.worker")
     parser.add_argument("--db", help="store target, or - to read it from standard input")
     parser.add_argument("--queue", action="append", dest="queues")
@@ -491,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--parent", type=int, default=None)
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     close_inherited_fds()
     if args.parent is not None and os.getppid() != args.parent:
         return 1  # the supervisor is already gone
