@@ -112,6 +112,11 @@ def counts_by_state(total: int, counted: Sequence[int]) -> dict[str, int]:
     return {state: counts[state] for state in STATES}
 
 
+def run_from_row(row: Sequence, job_id: str, log_dir: str) -> Run:
+    """A run from a SELECT_RUNS row, with the path its log has on the host that ran it."""
+    return Run(*row, log_path=os.path.join(log_dir, log_file_name(job_id, row[0], row[2])))
+
+
 def lost_error(worker_id: str) -> str:
     """Why a run was given up by the rescuer (its run's error and its job's last_error)."""
     return f"lost: worker {worker_id} stopped heartbeating and its lease expired"
@@ -149,18 +154,16 @@ class Operations:
             row = tx.execute(sql.SELECT_JOB, {"job": job_id}).fetchone()
             if row is None:
                 raise JobNotFound(job_id)
-            runs = tx.execute(sql.SELECT_RUNS, {"seq": row[0]}).fetchall() if with_runs else ()
-            return Job.from_row(row[1:], [self._run_from_row(run, job_id) for run in runs])
+            if not with_runs:
+                return Job.from_row(row[1:])
+            log_dir = str(self.log_dir)  # a Path made per call on SQLite: once per job
+            runs = tx.execute(sql.SELECT_RUNS, {"seq": row[0]}).fetchall()
+            return Job.from_row(row[1:], [run_from_row(run, job_id, log_dir) for run in runs])
 
         return self._transaction(read, reads=True)
 
     def runs(self, job_id: str) -> list[Run]:
         return list(self.get(job_id, with_runs=True).runs)
-
-    def _run_from_row(self, row: Sequence, job_id: str) -> Run:
-        """A run from a SELECT_RUNS row, with the path its log has on the host that ran it."""
-        log_path = os.path.join(str(self.log_dir), log_file_name(job_id, row[0], row[2]))
-        return Run(*row, log_path=log_path)
 
     def list_jobs(
         self, state: str | None = None, queue: str | None = None, limit: int | None = None
