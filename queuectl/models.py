@@ -24,8 +24,9 @@ MAX_SECONDS = 1e10  # about 317 years: bounds every delay, timeout and seconds s
 
 
 class JobState(str, Enum):
-    """Where a job is in its life; see SPEC §3."""
+    """Where a job is in its life; see SPEC §3 and §7 (`waiting`)."""
 
+    WAITING = "waiting"  # for its dependencies (`after`) to complete; never claimed
     PENDING = "pending"
     PROCESSING = "processing"
     COMPLETED = "completed"
@@ -40,7 +41,11 @@ class JobState(str, Enum):
 STATES = tuple(state.value for state in JobState)
 FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELED})
 # A finished job is never canceled: its outcome stands (SPEC §4 `cancel`).
-CANCELABLE_STATES = frozenset({JobState.PENDING, JobState.FAILED, JobState.PROCESSING})
+CANCELABLE_STATES = frozenset(
+    {JobState.WAITING, JobState.PENDING, JobState.FAILED, JobState.PROCESSING}
+)
+# A dependency that ended so dooms the jobs waiting on it (SPEC §7).
+FAILED_DEPENDENCY_STATES = frozenset({JobState.DEAD, JobState.CANCELED})
 
 
 class Outcome(str, Enum):
@@ -83,6 +88,10 @@ class JobSpec(NamedTuple):
     timeout: float
     run_at: float | None  # epoch seconds; None means "now" in the store's clock
     delay: float  # seconds after the store's "now"; used when run_at is None
+    after: tuple = ()  # ids of the jobs that must complete first (SPEC §7)
+    unique_key: str | None = None  # at most one unfinished job per key
+    cwd: str | None = None  # an absolute folder; None: the worker's own
+    env: dict | None = None  # added to the worker's environment for this job
 
 
 class Run(NamedTuple):
@@ -134,12 +143,25 @@ class Job(NamedTuple):
     last_error: str | None = None
     worker_id: str | None = None
     lease_until: float | None = None
+    unique_key: str | None = None
+    cwd: str | None = None
+    env: dict | None = None
+    after: Sequence[str] = ()
     runs: Sequence[Run] = ()
 
     @classmethod
     def from_row(cls, row: Sequence[Any], runs: Sequence[Run] = ()) -> "Job":
-        """A job from its stored columns, in the order of the fields above."""
-        return cls(row[0], row[1], JobState(row[2]), *row[3:15], list(runs))
+        """A job from its stored columns, in the order of the fields above; `env` and `after`
+        are stored as JSON text (None when empty)."""
+        env, after = row[17], row[18]
+        if env is not None or after is not None:
+            import json  # only jobs that have them pay for it
+
+            env = None if env is None else json.loads(env)
+            after = () if after is None else json.loads(after)
+        else:
+            after = ()
+        return cls(row[0], row[1], JobState(row[2]), *row[3:17], env, after, list(runs))
 
     def to_dict(self, with_runs: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -157,6 +179,10 @@ class Job(NamedTuple):
             "exit_code": self.exit_code,
             "last_error": self.last_error,
             "worker_id": self.worker_id,
+            "after": list(self.after),
+            "unique_key": self.unique_key,
+            "cwd": self.cwd,
+            "env": self.env or {},
         }
         if with_runs:
             data["runs"] = [run.to_dict() for run in self.runs]

@@ -52,7 +52,7 @@ class Finished(NamedTuple):
 
 # Both backends count these states one by one (an index range each) and the whole table once:
 # `completed`, usually by far the largest, is the rest, so no query reads its every row.
-COUNTED_STATES = ("pending", "processing", "failed", "dead", "canceled")
+COUNTED_STATES = ("waiting", "pending", "processing", "failed", "dead", "canceled")
 
 
 # Called with (attempts, max_retries); returns the delay before the retry, or None for dead.

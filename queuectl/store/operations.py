@@ -77,6 +77,32 @@ def distinct_ids(specs: Sequence[JobSpec]) -> list[str]:
     return ids
 
 
+def new_job_row(spec: JobSpec, now: float) -> dict:
+    """The INSERT_JOB parameters of a new job: `waiting` when it has dependencies (add settles
+    that in the same transaction), else `pending`; due at its run_at or `delay` after `now`."""
+    env = after = None
+    if spec.env or spec.after:
+        import json  # only jobs that have them pay for it
+
+        env = json.dumps(spec.env, ensure_ascii=False) if spec.env else None
+        after = json.dumps(list(spec.after), ensure_ascii=False) if spec.after else None
+    return {
+        "id": spec.id,
+        "command": spec.command,
+        "state": JobState.WAITING.value if spec.after else JobState.PENDING.value,
+        "max_retries": spec.max_retries,
+        "priority": spec.priority,
+        "queue": spec.queue,
+        "run_at": spec.run_at if spec.run_at is not None else now + spec.delay,
+        "timeout": spec.timeout,
+        "now": now,
+        "unique_key": spec.unique_key,
+        "cwd": spec.cwd,
+        "env_vars": env,
+        "after_ids": after,
+    }
+
+
 def claim_fence(claim: Claim, **values) -> dict:
     """Statement parameters naming a claim, for the fenced statements of every backend:
     they act only while this worker still holds this attempt through this (open) run."""

@@ -46,7 +46,7 @@ from ..errors import DuplicateJob, StoreError
 from ..models import Claim, JobSpec, JobState
 from . import ClaimRequest, Finished
 from . import postgres_sql as sql
-from .operations import RETRY, Operations, distinct_ids
+from .operations import RETRY, Operations, distinct_ids, new_job_row
 from .postgres_conn import PostgresStoreBase, close_quietly
 
 # A bulk add at least this big refreshes the planner's statistics at once: without them, right
@@ -111,7 +111,8 @@ class PostgresStore(PostgresStoreBase, Operations):
                 # which id was taken (and is then rolled back as a whole).
                 with cur.connection.transaction(), cur.copy(sql.COPY_JOBS) as copy:
                     for spec in specs:
-                        copy.write_row(sql.job_row(spec, now))
+                        row = new_job_row(spec, now)
+                        copy.write_row([row[key] for key in sql.COPY_KEYS])
             except pg_errors.UniqueViolation:
                 taken = {row[0] for row in cur.execute(sql.SELECT_IDS_COMMANDS, (ids,))}
                 raise DuplicateJob(next((i for i in ids if i in taken), ids[0])) from None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..models import Claim, Job, JobSpec
+from ..models import Claim, Job
 from . import COUNTED_STATES
 
 # The server's clock at the start of the transaction: one value for every row a statement
@@ -118,11 +118,26 @@ MIGRATIONS = [
         requested_at double precision NOT NULL
     );
     """,
+    # SPEC §7: see sqlite_sql.py's migration 4.
+    """
+    ALTER TABLE queuectl_jobs ADD COLUMN unique_key text,
+        ADD COLUMN cwd text, ADD COLUMN env_vars text, ADD COLUMN after_ids text,
+        ADD COLUMN deps_left integer NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX queuectl_jobs_unique_key ON queuectl_jobs (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('waiting', 'pending', 'processing', 'failed');
+    CREATE TABLE queuectl_job_deps (
+        dep_seq bigint NOT NULL REFERENCES queuectl_jobs (seq) ON DELETE CASCADE,
+        job_seq bigint NOT NULL REFERENCES queuectl_jobs (seq) ON DELETE CASCADE,
+        PRIMARY KEY (dep_seq, job_seq)
+    );
+    CREATE INDEX queuectl_job_deps_job ON queuectl_job_deps (job_seq);
+    """,
 ]
 
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, queue, run_at, timeout, "
-    "created_at, updated_at, exit_code, last_error, worker_id, lease_until"
+    "created_at, updated_at, exit_code, last_error, worker_id, lease_until, "
+    "unique_key, cwd, env_vars, after_ids"
 )
 RUN_COLUMNS = (
     "run_id, attempt, worker_id, host, started_at, finished_at, outcome, exit_code, error, "
@@ -142,7 +157,7 @@ SELECT EXISTS (SELECT 1 FROM queuectl_jobs WHERE state IN ('pending', 'failed') 
 # caller then names the first taken id of the batch.
 COPY_JOBS = """
 COPY queuectl_jobs (id, command, state, max_retries, priority, queue, run_at, timeout,
-                    created_at, updated_at) FROM STDIN
+                    created_at, updated_at, unique_key, cwd, env_vars, after_ids) FROM STDIN
 """
 # The time every row of the COPY is stamped with: the transaction's, like NOW in a statement.
 TRANSACTION_TIME = f"SELECT {NOW}"
@@ -364,21 +379,23 @@ WHERE last_heartbeat >= {NOW} - %(lease)s RETURNING id
 # parameters and rows
 
 
-def job_row(spec: JobSpec, now: float) -> tuple:
-    """A COPY_JOBS row: a new pending job, due at its run_at or `delay` seconds after `now`."""
-    run_at = spec.run_at if spec.run_at is not None else now + spec.delay
-    return (
-        spec.id,
-        spec.command,
-        "pending",
-        spec.max_retries,
-        spec.priority,
-        spec.queue,
-        run_at,
-        spec.timeout,
-        now,
-        now,
-    )
+# The order of COPY_JOBS's columns, as keys of operations.new_job_row.
+COPY_KEYS = (
+    "id",
+    "command",
+    "state",
+    "max_retries",
+    "priority",
+    "queue",
+    "run_at",
+    "timeout",
+    "now",
+    "now",
+    "unique_key",
+    "cwd",
+    "env_vars",
+    "after_ids",
+)
 
 
 def without_nul(text: str | None) -> str | None:

@@ -23,7 +23,7 @@ from ..faults import crash_point
 from ..models import Claim, Job, JobSpec
 from . import ClaimRequest, Finished, Heartbeat
 from . import sqlite_sql as sql
-from .operations import Operations, distinct_ids
+from .operations import Operations, distinct_ids, new_job_row
 from .sqlite_conn import SQLiteStoreBase, translate
 from .wakeup import FifoWakeup, notify_all
 
@@ -81,14 +81,7 @@ class SQLiteStore(SQLiteStoreBase, Operations):
     @translate
     def _insert(self, specs: Sequence[JobSpec]) -> None:
         now = self.now()
-        rows = [
-            {
-                **spec._asdict(),
-                "run_at": spec.run_at if spec.run_at is not None else now + spec.delay,
-                "now": now,
-            }
-            for spec in specs
-        ]
+        rows = [new_job_row(spec, now) for spec in specs]
         try:
             with self._write() as conn:
                 conn.executemany(sql.INSERT_JOB, rows)

@@ -83,11 +83,30 @@ MIGRATIONS = [
         requested_at REAL    NOT NULL
     );
     """,
+    # SPEC §7. `after_ids` and `env_vars` are JSON text as given (shown by `show`); the edges
+    # in job_deps and the count of dependencies not completed yet (`deps_left`) are what
+    # releasing and cancelling dependents use. The unique index is the unique_key rule itself:
+    # at most one unfinished job per key, whoever inserts at the same moment.
+    """
+    ALTER TABLE jobs ADD COLUMN unique_key TEXT;
+    ALTER TABLE jobs ADD COLUMN cwd TEXT;
+    ALTER TABLE jobs ADD COLUMN env_vars TEXT;
+    ALTER TABLE jobs ADD COLUMN after_ids TEXT;
+    ALTER TABLE jobs ADD COLUMN deps_left INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
+        WHERE unique_key IS NOT NULL AND state IN ('waiting', 'pending', 'processing', 'failed');
+    CREATE TABLE job_deps (
+        dep_seq INTEGER NOT NULL,
+        job_seq INTEGER NOT NULL,
+        PRIMARY KEY (dep_seq, job_seq)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, queue, run_at, timeout, "
-    "created_at, updated_at, exit_code, last_error, worker_id, lease_until"
+    "created_at, updated_at, exit_code, last_error, worker_id, lease_until, "
+    "unique_key, cwd, env_vars, after_ids"
 )
 RUN_COLUMNS = (
     "run_id, attempt, worker_id, host, started_at, finished_at, outcome, exit_code, error, "
@@ -121,9 +140,9 @@ def set_synchronous(mode: str) -> str:
 
 INSERT_JOB = """
 INSERT INTO jobs (id, command, state, max_retries, priority, queue, run_at, timeout,
-                  created_at, updated_at)
-VALUES (:id, :command, 'pending', :max_retries, :priority, :queue, :run_at, :timeout,
-        :now, :now)
+                  created_at, updated_at, unique_key, cwd, env_vars, after_ids)
+VALUES (:id, :command, :state, :max_retries, :priority, :queue, :run_at, :timeout,
+        :now, :now, :unique_key, :cwd, :env_vars, :after_ids)
 """
 
 # Which ids of a batch are taken, after its insert failed; {marks}: ?, ?, … (ID_CHUNK at most).
