@@ -19,6 +19,11 @@ class DuplicateJob(QueueError):
         self.job_id = job_id
 
 
+class DependencyError(QueueError):
+    """An `after` that cannot be waited for: an unknown job, one on a later line of a batch,
+    or one that already ended dead or canceled (SPEC §7); nothing was written."""
+
+
 class InvalidTransition(QueueError):
     """The job is in a state that does not allow the requested change."""
 

@@ -23,12 +23,19 @@ FUTURE = "2100-01-01T00:00:00Z"
 EPS = 0.01
 
 
+# SPEC §7's fields, set on the built spec: these tests exercise the store, not the parser.
+CHAINING_FIELDS = ("after", "unique_key", "cwd", "env")
+
+
 def spec(job_id: str | None = None, *, defaults: dict = DEFAULTS, **fields):
     """A job spec as `enqueue` builds it; the command echoes the id unless `fields` names one."""
+    chaining = {name: fields.pop(name) for name in CHAINING_FIELDS if name in fields}
+    if "after" in chaining:
+        chaining["after"] = tuple(chaining["after"])
     data = {"command": f"echo {job_id}", **fields}
     if job_id is not None:
         data["id"] = job_id
-    return build_spec(data, defaults)
+    return build_spec(data, defaults)._replace(**chaining)
 
 
 def add(store, *job_ids: str, defaults: dict = DEFAULTS, **fields) -> list[str]:

@@ -166,9 +166,11 @@ def test_counts_has_every_state(store):
     assert store.finish(claim(store, queues=["failed"]), EXIT_3, 3600).held
     assert store.finish(claim(store, queues=["dead"]), EXIT_3, None).held
     store.cancel("canceled")
+    add(store, "waiting", queue="waiting", after=["processing"])
 
     assert store.counts() == dict.fromkeys(STATES, 1)
     assert set(store.counts()) == {
+        "waiting",
         "pending",
         "processing",
         "completed",

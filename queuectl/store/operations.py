@@ -26,10 +26,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ..errors import DuplicateJob, InvalidTransition, JobNotFound
+from ..errors import InvalidTransition, JobNotFound
 from ..models import (
     CANCELABLE_STATES,
-    STATES,
     Claim,
     Job,
     JobSpec,
@@ -37,17 +36,30 @@ from ..models import (
     Run,
     RunResult,
     failed_state,
-    log_file_name,
-    next_state,
 )
 from . import (
-    COUNTED_STATES,
     ClaimRequest,
     Finished,
     Heartbeat,
     RetryPolicy,
     WorkerInfo,
     worker_row_kept,
+)
+from .chaining import (
+    add_linked,
+    check_batch,
+    key_held_elsewhere,
+    settle_dependents,
+    settle_stranded,
+)
+from .rows import (
+    claim_fence,
+    counts_by_state,
+    distinct_ids,
+    lost_error,
+    new_job_row,
+    outcome_params,
+    run_from_row,
 )
 
 # What a probe returns when the change did not land: run the transaction again.
@@ -59,93 +71,14 @@ class Transaction(Protocol):
 
     now: float | None
 
+    def time(self) -> float:
+        """The transaction's time as a number (`now`, or the server's clock, asked once)."""
+
     def execute(self, statement: str, params: dict) -> Any:
         """Run one named statement; a DB-API cursor (fetchone, fetchall, rowcount)."""
 
     def wake(self, reason: str) -> None:
         """Wake idle workers once this transaction has committed."""
-
-
-def distinct_ids(specs: Sequence[JobSpec]) -> list[str]:
-    """The ids of a batch to add; DuplicateJob (nothing written) if one is there twice."""
-    ids = [spec.id for spec in specs]
-    seen: set[str] = set()
-    for job_id in ids:
-        if job_id in seen:
-            raise DuplicateJob(job_id)
-        seen.add(job_id)
-    return ids
-
-
-def new_job_row(spec: JobSpec, now: float) -> dict:
-    """The INSERT_JOB parameters of a new job: `waiting` when it has dependencies (add settles
-    that in the same transaction), else `pending`; due at its run_at or `delay` after `now`."""
-    env = after = None
-    if spec.env or spec.after:
-        import json  # only jobs that have them pay for it
-
-        env = json.dumps(spec.env, ensure_ascii=False) if spec.env else None
-        after = json.dumps(list(spec.after), ensure_ascii=False) if spec.after else None
-    return {
-        "id": spec.id,
-        "command": spec.command,
-        "state": JobState.WAITING.value if spec.after else JobState.PENDING.value,
-        "max_retries": spec.max_retries,
-        "priority": spec.priority,
-        "queue": spec.queue,
-        "run_at": spec.run_at if spec.run_at is not None else now + spec.delay,
-        "timeout": spec.timeout,
-        "now": now,
-        "unique_key": spec.unique_key,
-        "cwd": spec.cwd,
-        "env_vars": env,
-        "after_ids": after,
-    }
-
-
-def claim_fence(claim: Claim, **values) -> dict:
-    """Statement parameters naming a claim, for the fenced statements of every backend:
-    they act only while this worker still holds this attempt through this (open) run."""
-    return {
-        "job": claim.job.id,
-        "worker": claim.worker_id,
-        "attempt": claim.attempt,
-        "run_id": claim.run_id,
-        **values,
-    }
-
-
-def outcome_params(claim: Claim, result: RunResult, retry_delay: float | None) -> dict:
-    """The parameters of the statements that record a run's outcome (FINISH_JOB, CLOSE_RUN):
-    the job's next state, and `delay` until it is due again, None to keep its run_at."""
-    state, delay = next_state(result, retry_delay)
-    return claim_fence(
-        claim,
-        state=state.value,
-        delay=delay if state is JobState.FAILED else None,
-        exit_code=result.exit_code,
-        error=result.error,
-        outcome=result.outcome.value,
-        tail=result.output_tail,
-        seconds=result.seconds,
-    )
-
-
-def counts_by_state(total: int, counted: Sequence[int]) -> dict[str, int]:
-    """Jobs per state, in STATES order, from the total and one count per COUNTED_STATES."""
-    counts = dict(zip(COUNTED_STATES, counted, strict=True))
-    counts[JobState.COMPLETED.value] = total - sum(counted)
-    return {state: counts[state] for state in STATES}
-
-
-def run_from_row(row: Sequence, job_id: str, log_dir: str) -> Run:
-    """A run from a SELECT_RUNS row, with the path its log has on the host that ran it."""
-    return Run(*row, log_path=os.path.join(log_dir, log_file_name(job_id, row[0], row[2])))
-
-
-def lost_error(worker_id: str) -> str:
-    """Why a run was given up by the rescuer (its run's error and its job's last_error)."""
-    return f"lost: worker {worker_id} stopped heartbeating and its lease expired"
 
 
 class Operations:
@@ -171,7 +104,47 @@ class Operations:
     def _listen_for_work(self) -> None:
         """Start listening for new work (before a worker's first claim); a backend hook."""
 
+    def _insert_plain(self, specs: Sequence[JobSpec], ids: list[str]) -> None:
+        """Insert jobs without dependencies or unique keys, all in one transaction, the
+        backend's fastest way (executemany, COPY); DuplicateJob (nothing written) if an id
+        exists. Wakes idle workers."""
+        raise NotImplementedError
+
     # -- jobs ------------------------------------------------------------------------------
+
+    def add(self, specs: Sequence[JobSpec]) -> list[str]:
+        """Insert jobs in one transaction, all or nothing (DuplicateJob, DependencyError).
+        One id per spec: its own, or the id of the unfinished job holding its unique key."""
+        ids = distinct_ids(specs)
+        if not specs:
+            return []
+        if not any(spec.after or spec.unique_key is not None for spec in specs):
+            self._insert_plain(specs, ids)
+            return ids
+        check_batch(specs)
+        sql = self.sql
+
+        def insert(tx: Transaction) -> list[str]:
+            now = tx.time()
+            added = add_linked(tx, sql, specs, [new_job_row(spec, now) for spec in specs])
+            tx.wake("add")
+            return added
+
+        def landed(tx: Transaction) -> Any:
+            found = []
+            for spec in specs:
+                row = tx.execute(sql.SELECT_COMMAND, {"job": spec.id}).fetchone()
+                if row is not None and row[0] == spec.command:
+                    found.append(spec.id)
+                    continue
+                key = spec.unique_key
+                holder = key and tx.execute(sql.SELECT_KEY_HOLDER, {"key": key}).fetchone()
+                if not holder:
+                    return RETRY
+                found.append(holder[0])
+            return found
+
+        return self._transaction(insert, probe=landed)
 
     def get(self, job_id: str, with_runs: bool = False) -> Job:
         sql = self.sql
@@ -276,7 +249,9 @@ class Operations:
                 state = failed_state(delay)
                 tx.execute(sql.RESCUE_JOB, {**values, "state": state.value, "delay": delay or 0.0})
                 tx.execute(sql.CLOSE_LOST_RUN, values)
+                settle_dependents(tx, sql, job_id, state)
                 rescued.append(job_id)
+            settle_stranded(tx, sql)
             kept = worker_row_kept(lease_seconds)
             tx.execute(sql.PRUNE_WORKERS, {"now": tx.now, "kept": kept})
             if rescued:
@@ -299,6 +274,12 @@ class Operations:
                 ids = [row[0] for row in tx.execute(sql.SELECT_DEAD_IDS, {}).fetchall()]
             chosen[:] = dict.fromkeys(ids)  # the same id twice is one retry
             for job_id in chosen:
+                holder = key_held_elsewhere(tx, sql, job_id)
+                if holder is not None:
+                    raise InvalidTransition(
+                        f"job {job_id!r} is not retried: its unique_key is held by unfinished "
+                        f"job {holder!r}"
+                    )
                 if tx.execute(sql.RETRY_DEAD, {"job": job_id, "now": tx.now}).rowcount == 1:
                     continue
                 row = tx.execute(sql.SELECT_STATE, {"job": job_id}).fetchone()
@@ -328,11 +309,12 @@ class Operations:
             seq, state, attempts = row[0], JobState(row[1]), row[2]
             if state not in CANCELABLE_STATES:
                 raise InvalidTransition(
-                    f"job {job_id!r} is already {state}; only pending, failed or processing "
-                    "jobs can be canceled"
+                    f"job {job_id!r} is already {state}; only waiting, pending, failed or "
+                    "processing jobs can be canceled"
                 )
             previous[:] = [state]
             tx.execute(sql.CANCEL_JOB, {"job": job_id, "now": tx.now})
+            settle_dependents(tx, sql, job_id, JobState.CANCELED)
             if state is JobState.PROCESSING:
                 tx.execute(sql.CLOSE_CANCELED_RUN, {"seq": seq, "attempt": attempts, "now": tx.now})
             tx.wake("cancel")

@@ -46,8 +46,10 @@ from ..errors import DuplicateJob, StoreError
 from ..models import Claim, JobSpec, JobState
 from . import ClaimRequest, Finished
 from . import postgres_sql as sql
-from .operations import RETRY, Operations, distinct_ids, new_job_row
+from .chaining import settle_dependents
+from .operations import RETRY, Operations
 from .postgres_conn import PostgresStoreBase, close_quietly
+from .rows import new_job_row
 
 # A bulk add at least this big refreshes the planner's statistics at once: without them, right
 # after a big load, PostgreSQL sorts every waiting job per claim instead of walking the index.
@@ -57,11 +59,17 @@ ANALYZE_AFTER = 1000
 class _Transaction:
     """An operation's view of one PostgreSQL transaction (see operations.Transaction)."""
 
-    __slots__ = ("_cur",)
+    __slots__ = ("_cur", "_time")
     now = None  # every statement reads the server's clock (postgres_sql.NOW)
 
     def __init__(self, cur: Any) -> None:
         self._cur = cur
+        self._time: float | None = None
+
+    def time(self) -> float:
+        if self._time is None:
+            self._time = self._cur.execute(sql.TRANSACTION_TIME).fetchone()[0]
+        return self._time
 
     def execute(self, statement: str, params: dict) -> Any:
         return self._cur.execute(statement, params)
@@ -92,11 +100,7 @@ class PostgresStore(PostgresStoreBase, Operations):
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def add(self, specs: Sequence[JobSpec]) -> list[str]:
-        """Insert jobs in one transaction; DuplicateJob (nothing written) if any id exists."""
-        ids = distinct_ids(specs)
-        if not specs:
-            return []
+    def _insert_plain(self, specs: Sequence[JobSpec], ids: list[str]) -> None:
         # A big COPY may take longer than the statement_timeout meant for queue statements: it
         # lifts it for its own transaction, and its cut-off gets a millisecond per row on top
         # (ten times what a slow link needs). A caller that chose call_timeout keeps its bound.
@@ -125,11 +129,10 @@ class PostgresStore(PostgresStoreBase, Operations):
             ours = all(found.get(spec.id) == spec.command for spec in specs)
             return ids if ours else RETRY
 
-        added = self._run(insert, probe=landed, cut=cut)
+        self._run(insert, probe=landed, cut=cut)
         if len(specs) >= ANALYZE_AFTER:
             with contextlib.suppress(StoreError):  # only an optimization (and needs ownership)
                 self._write(sql.ANALYZE_JOBS)
-        return added
 
     # -- running ---------------------------------------------------------------------------
 
@@ -159,6 +162,17 @@ class PostgresStore(PostgresStoreBase, Operations):
             row = cur.execute(sql.SELECT_RUN_OUTCOME, params).fetchone()
             return row is not None and row[0] == outcome
 
+        if params["state"] == JobState.DEAD.value:
+            # Its dependents are canceled in the same transaction: a recursive statement of
+            # its own, after the outcome (rare enough for a second round trip).
+            def bury(cur) -> bool:
+                held = cur.execute(sql.FINISH_JOB, params).fetchone()[0] == 1
+                if held:
+                    settle_dependents(_Transaction(cur), sql, claim.job.id, JobState.DEAD)
+                return held
+
+            held = self._run(bury, probe=lambda cur: True if ours(cur) else RETRY)
+            return Finished(held, None if then_claim is None else self.claim(then_claim))
         retry_now = params["state"] == JobState.FAILED.value and params["delay"] <= 0
         if then_claim is not None and retry_now:
             # A retry due at once may be the best job to claim next, and one statement's

@@ -43,6 +43,7 @@ except ImportError:  # the `postgres` extra is not installed
     psycopg = None
 
 from ..errors import StoreBusy, StoreError
+from . import postgres_schema as schema
 from . import postgres_sql as sql
 from .operations import RETRY
 from .postgres_limits import MIN_CONNECT_TIMEOUT, Limits, Watchdog
@@ -176,7 +177,7 @@ class PostgresStoreBase:
         """Apply pending migrations (once, whoever comes first); returns the store's id."""
         if conn.execute(sql.SCHEMA_TABLE_EXISTS).fetchone()[0]:
             row = conn.execute(sql.SELECT_SCHEMA).fetchone()
-            if row is not None and row[0] >= len(sql.MIGRATIONS):
+            if row is not None and row[0] >= len(schema.MIGRATIONS):
                 return row[1]
         with conn.transaction():
             conn.execute(sql.NO_STATEMENT_TIMEOUT)  # a migration may rewrite a big table
@@ -187,10 +188,10 @@ class PostgresStoreBase:
                 conn.execute(sql.INSERT_SCHEMA, (os.urandom(8).hex(),))
                 row = conn.execute(sql.SELECT_SCHEMA).fetchone()
             version, store_id = row
-            for number in range(version, len(sql.MIGRATIONS)):
-                conn.execute(sql.MIGRATIONS[number])
-            if version < len(sql.MIGRATIONS):
-                conn.execute(sql.SET_SCHEMA_VERSION, (len(sql.MIGRATIONS),))
+            for number in range(version, len(schema.MIGRATIONS)):
+                conn.execute(schema.MIGRATIONS[number])
+            if version < len(schema.MIGRATIONS):
+                conn.execute(sql.SET_SCHEMA_VERSION, (len(schema.MIGRATIONS),))
         return store_id
 
     @property

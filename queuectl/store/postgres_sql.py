@@ -49,91 +49,6 @@ CREATE TABLE IF NOT EXISTS queuectl_schema_version (
 INSERT_SCHEMA = "INSERT INTO queuectl_schema_version (version, store_id) VALUES (0, %s)"
 SET_SCHEMA_VERSION = "UPDATE queuectl_schema_version SET version = %s"
 
-# Migration N brings the schema from version N-1 to N. Never edit one that has shipped.
-MIGRATIONS = [
-    """
-    CREATE TABLE queuectl_jobs (
-        seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        id          text             NOT NULL UNIQUE,
-        command     text             NOT NULL,
-        state       text             NOT NULL,
-        attempts    integer          NOT NULL DEFAULT 0,
-        max_retries bigint           NOT NULL,
-        priority    bigint           NOT NULL DEFAULT 0,
-        queue       text             NOT NULL,
-        run_at      double precision NOT NULL,
-        timeout     double precision NOT NULL,
-        created_at  double precision NOT NULL,
-        updated_at  double precision NOT NULL,
-        exit_code   bigint,  -- Windows exit codes are unsigned 32-bit
-        last_error  text,
-        worker_id   text,
-        lease_until double precision
-    );
-    -- The ready-job lookup only ever walks waiting jobs, however many finished ones pile up.
-    CREATE INDEX queuectl_jobs_ready ON queuectl_jobs (priority DESC, run_at, seq)
-        WHERE state IN ('pending', 'failed');
-    CREATE INDEX queuectl_jobs_due ON queuectl_jobs (run_at) WHERE state IN ('pending', 'failed');
-    CREATE INDEX queuectl_jobs_lease ON queuectl_jobs (lease_until) WHERE state = 'processing';
-    CREATE INDEX queuectl_jobs_worker ON queuectl_jobs (worker_id) WHERE state = 'processing';
-    CREATE INDEX queuectl_jobs_state ON queuectl_jobs (state, seq);
-    CREATE INDEX queuectl_jobs_queue ON queuectl_jobs (queue, seq);
-
-    CREATE TABLE queuectl_runs (
-        run_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        job_seq     bigint           NOT NULL REFERENCES queuectl_jobs (seq) ON DELETE CASCADE,
-        attempt     integer          NOT NULL,
-        worker_id   text             NOT NULL,
-        host        text             NOT NULL,
-        pid         bigint,
-        started_at  double precision NOT NULL,
-        finished_at double precision,
-        outcome     text,
-        exit_code   bigint,
-        error       text,
-        output_tail text             NOT NULL DEFAULT '',
-        token       text  -- the claim's own id, to find it again after a lost COMMIT
-    );
-    CREATE INDEX queuectl_runs_job ON queuectl_runs (job_seq, run_id);
-
-    CREATE TABLE queuectl_workers (
-        id             text             PRIMARY KEY,
-        host           text             NOT NULL,
-        pid            bigint           NOT NULL,
-        started_at     double precision NOT NULL,
-        last_heartbeat double precision NOT NULL,
-        stop_requested boolean          NOT NULL DEFAULT false
-    );
-
-    CREATE TABLE queuectl_config (
-        key   text PRIMARY KEY,
-        value text NOT NULL
-    );
-    """,
-    # When `worker stop` was last asked: every worker started before then stops, even one
-    # that was away (frozen, cut off) so long that its row was pruned (SPEC §5).
-    """
-    CREATE TABLE queuectl_stop_request (
-        id           integer          PRIMARY KEY CHECK (id = 1),
-        requested_at double precision NOT NULL
-    );
-    """,
-    # SPEC §7: see sqlite_sql.py's migration 4.
-    """
-    ALTER TABLE queuectl_jobs ADD COLUMN unique_key text,
-        ADD COLUMN cwd text, ADD COLUMN env_vars text, ADD COLUMN after_ids text,
-        ADD COLUMN deps_left integer NOT NULL DEFAULT 0;
-    CREATE UNIQUE INDEX queuectl_jobs_unique_key ON queuectl_jobs (unique_key)
-        WHERE unique_key IS NOT NULL AND state IN ('waiting', 'pending', 'processing', 'failed');
-    CREATE TABLE queuectl_job_deps (
-        dep_seq bigint NOT NULL REFERENCES queuectl_jobs (seq) ON DELETE CASCADE,
-        job_seq bigint NOT NULL REFERENCES queuectl_jobs (seq) ON DELETE CASCADE,
-        PRIMARY KEY (dep_seq, job_seq)
-    );
-    CREATE INDEX queuectl_job_deps_job ON queuectl_job_deps (job_seq);
-    """,
-]
-
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, queue, run_at, timeout, "
     "created_at, updated_at, exit_code, last_error, worker_id, lease_until, "
@@ -165,6 +80,74 @@ TRANSACTION_TIME = f"SELECT {NOW}"
 BULK_TRANSACTION_TIME = f"SELECT {NOW}, set_config('statement_timeout', '0', true)"
 
 ANALYZE_JOBS = "ANALYZE queuectl_jobs"
+
+# -- dependencies and unique keys (SPEC §7); used by add's one-row-at-a-time path -------
+
+INSERT_JOB = """
+INSERT INTO queuectl_jobs (id, command, state, max_retries, priority, queue, run_at, timeout,
+                           created_at, updated_at, unique_key, cwd, env_vars, after_ids)
+VALUES (%(id)s, %(command)s, %(state)s, %(max_retries)s, %(priority)s, %(queue)s, %(run_at)s,
+        %(timeout)s, %(now)s, %(now)s, %(unique_key)s, %(cwd)s, %(env_vars)s, %(after_ids)s)
+"""
+INSERT_ONE_JOB = INSERT_JOB + "RETURNING seq"
+# Nothing is written while an unfinished job holds the key (the partial unique index); an
+# insert racing another's waits for it to commit, then does nothing.
+INSERT_UNIQUE_JOB = (
+    INSERT_JOB
+    + """
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+    AND state IN ('waiting', 'pending', 'processing', 'failed') DO NOTHING
+RETURNING seq
+"""
+)
+SELECT_KEY_HOLDER = """
+SELECT id FROM queuectl_jobs
+WHERE unique_key = %(key)s AND state IN ('waiting', 'pending', 'processing', 'failed')
+"""
+SELECT_OTHER_KEY_HOLDER = """
+SELECT h.id FROM queuectl_jobs j
+JOIN queuectl_jobs h ON h.unique_key = j.unique_key AND h.seq <> j.seq
+WHERE j.id = %(job)s AND h.state IN ('waiting', 'pending', 'processing', 'failed')
+"""
+# FOR SHARE: a dependency cannot finish while its dependent is being linked to it; if it
+# finished first, the linker sees its final state.
+SELECT_DEPENDENCY = "SELECT seq, state FROM queuectl_jobs WHERE id = %(job)s FOR SHARE"
+INSERT_DEPENDENCY = """
+INSERT INTO queuectl_job_deps (dep_seq, job_seq) VALUES (%(dep_seq)s, %(job_seq)s)
+ON CONFLICT DO NOTHING
+"""
+SET_DEPS_LEFT = """
+UPDATE queuectl_jobs
+SET deps_left = %(left)s, state = CASE WHEN %(left)s = 0 THEN 'pending' ELSE state END
+WHERE seq = %(seq)s
+"""
+RELEASE_DEPENDENTS = f"""
+UPDATE queuectl_jobs
+SET deps_left = deps_left - 1,
+    state = CASE WHEN deps_left <= 1 THEN 'pending' ELSE state END, updated_at = {NOW}
+WHERE state = 'waiting' AND seq IN (
+    SELECT job_seq FROM queuectl_job_deps
+    WHERE dep_seq = (SELECT seq FROM queuectl_jobs WHERE id = %(job)s)
+)
+"""
+CANCEL_DEPENDENTS = f"""
+WITH RECURSIVE doomed(seq, cause, cause_state) AS (
+    SELECT job_seq, %(job)s::text, %(state)s::text FROM queuectl_job_deps
+    WHERE dep_seq = (SELECT seq FROM queuectl_jobs WHERE id = %(job)s)
+    UNION
+    SELECT e.job_seq, j.id, 'canceled'::text
+    FROM doomed JOIN queuectl_jobs j ON j.seq = doomed.seq
+    JOIN queuectl_job_deps e ON e.dep_seq = doomed.seq
+    WHERE j.state = 'waiting'
+)
+UPDATE queuectl_jobs
+SET state = 'canceled', worker_id = NULL, lease_until = NULL, updated_at = {NOW},
+    last_error = (
+        SELECT 'dependency ' || cause || ' ended ' || cause_state FROM doomed
+        WHERE doomed.seq = queuectl_jobs.seq ORDER BY cause LIMIT 1
+    )
+WHERE state = 'waiting' AND seq IN (SELECT seq FROM doomed)
+"""
 
 SELECT_IDS_COMMANDS = "SELECT id, command FROM queuectl_jobs WHERE id = ANY(%s::text[])"
 
@@ -261,7 +244,17 @@ finished AS (
         worker_id = NULL, lease_until = NULL, updated_at = {NOW}
     WHERE id = %(job)s AND state = 'processing' AND worker_id = %(worker)s
           AND attempts = %(attempt)s AND {RUN_STILL_OPEN}
-    RETURNING state
+    RETURNING seq, state
+), released AS (
+    -- A job completed: those waiting on it have one dependency less (SPEC §7); the last
+    -- releases them. (Dead: postgres.py cancels them in a transaction of two statements.)
+    UPDATE queuectl_jobs d
+    SET deps_left = d.deps_left - 1,
+        state = CASE WHEN d.deps_left <= 1 THEN 'pending' ELSE d.state END, updated_at = {NOW}
+    FROM queuectl_job_deps e, finished f
+    WHERE f.state = 'completed' AND e.dep_seq = f.seq AND d.seq = e.job_seq
+          AND d.state = 'waiting'
+    RETURNING d.seq
 ), closed AS (
     UPDATE queuectl_runs
     SET finished_at = coalesce(
@@ -274,8 +267,10 @@ finished AS (
     -- the rescuer use too, so they can never deadlock.
     WHERE run_id = %(run_id)s AND (SELECT count(*) FROM finished) >= 0
 )"""
+# A retry scheduled, or dependents released, wakes idle workers.
 FINISHED = f"""(SELECT count(*) FROM finished),
-       (SELECT pg_notify('{CHANNEL}', 'retry') FROM finished WHERE state = 'failed')"""
+       (SELECT pg_notify('{CHANNEL}', 'retry') FROM finished
+        WHERE state = 'failed' OR EXISTS (SELECT 1 FROM released))"""
 
 FINISH_JOB = f"""
 WITH {FINISH_CTES}
@@ -323,7 +318,21 @@ WHERE id = %(job)s AND state = 'dead'
 """
 
 SELECT_DEAD_IDS = "SELECT id FROM queuectl_jobs WHERE state = 'dead' ORDER BY seq FOR UPDATE"
+RELEASE_STRANDED = f"""
+UPDATE queuectl_jobs SET state = 'pending', deps_left = 0, updated_at = {NOW}
+WHERE state = 'waiting' AND NOT EXISTS (
+    SELECT 1 FROM queuectl_job_deps e JOIN queuectl_jobs d ON d.seq = e.dep_seq
+    WHERE e.job_seq = queuectl_jobs.seq AND d.state <> 'completed'
+)
+"""
+SELECT_FAILED_DEPENDENCIES = """
+SELECT DISTINCT d.id, d.state FROM queuectl_jobs w
+JOIN queuectl_job_deps e ON e.job_seq = w.seq JOIN queuectl_jobs d ON d.seq = e.dep_seq
+WHERE w.state = 'waiting' AND d.state IN ('dead', 'canceled')
+"""
+
 SELECT_STATE = "SELECT state FROM queuectl_jobs WHERE id = %(job)s"
+SELECT_COMMAND = "SELECT command FROM queuectl_jobs WHERE id = %(job)s"
 # Only asked after a lost COMMIT (see store/operations.py): did a dlq retry land?
 COUNT_DEAD = "SELECT count(*) FROM queuectl_jobs WHERE id = ANY(%(ids)s::text[]) AND state = 'dead'"
 
@@ -332,7 +341,7 @@ SELECT_FOR_CANCEL = "SELECT seq, state, attempts FROM queuectl_jobs WHERE id = %
 CANCEL_JOB = f"""
 UPDATE queuectl_jobs SET state = 'canceled', last_error = 'canceled', worker_id = NULL,
     lease_until = NULL, updated_at = {NOW}
-WHERE id = %(job)s AND state IN ('pending', 'failed', 'processing')
+WHERE id = %(job)s AND state IN ('waiting', 'pending', 'failed', 'processing')
 """
 
 CLOSE_CANCELED_RUN = f"""

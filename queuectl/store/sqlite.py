@@ -20,10 +20,12 @@ from typing import Any
 
 from ..errors import DuplicateJob, StoreError
 from ..faults import crash_point
-from ..models import Claim, Job, JobSpec
+from ..models import Claim, Job, JobSpec, JobState
 from . import ClaimRequest, Finished, Heartbeat
 from . import sqlite_sql as sql
-from .operations import Operations, distinct_ids, new_job_row
+from .chaining import settle_dependents
+from .operations import Operations
+from .rows import new_job_row
 from .sqlite_conn import SQLiteStoreBase, translate
 from .wakeup import FifoWakeup, notify_all
 
@@ -44,6 +46,9 @@ class _Transaction:
 
     def execute(self, statement: str, params: dict) -> sqlite3.Cursor:
         return self._conn.execute(statement, params)
+
+    def time(self) -> float:
+        return self.now
 
     def wake(self, reason: str) -> None:
         self.woken = True  # done after COMMIT: a woken worker must see the change
@@ -71,12 +76,9 @@ class SQLiteStore(SQLiteStoreBase, Operations):
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def add(self, specs: Sequence[JobSpec]) -> list[str]:
-        """Insert jobs in one transaction; DuplicateJob (nothing written) if any id exists."""
-        ids = distinct_ids(specs)
+    def _insert_plain(self, specs: Sequence[JobSpec], ids: list[str]) -> None:
         self._insert(specs)
         notify_all(self._wake_dir)
-        return ids
 
     @translate
     def _insert(self, specs: Sequence[JobSpec]) -> None:
@@ -159,11 +161,16 @@ class SQLiteStore(SQLiteStoreBase, Operations):
     @translate
     def _finish(self, claim: Claim, params: dict, then_claim: ClaimRequest | None) -> Finished:
         with self._write() as conn:
-            params = {**params, "now": self.now()}
+            tx = _Transaction(conn, self.now())
+            params = {**params, "now": tx.now}
             finished = conn.execute(sql.FINISH_JOB, params)
             conn.execute(sql.CLOSE_RUN, params)
+            if finished.rowcount == 1:
+                settle_dependents(tx, sql, claim.job.id, JobState(params["state"]))
             next_claim = self._take(conn, then_claim) if then_claim is not None else None
             crash_point("finish-before-commit")
+        if tx.woken:
+            notify_all(self._wake_dir)
         self._open_claims.discard(_claim_key(claim))
         if next_claim is not None:
             self._open_claims.add(_claim_key(next_claim))

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 from ..errors import StoreBusy, StoreError
 from ..models import OWNER_ONLY_FOLDER
+from . import sqlite_schema as schema
 from . import sqlite_sql as sql
 from .sqlite_files import (
     READ_ONLY_FS,
@@ -198,7 +199,7 @@ class SQLiteStoreBase:
     @translate
     def _migrate(self) -> None:
         version = self._conn.execute(sql.SCHEMA_VERSION).fetchone()[0]
-        if version >= len(sql.MIGRATIONS):
+        if version >= len(schema.MIGRATIONS):
             return
         if version == 0:
             self._refuse_foreign_database(self._conn)  # before WAL mode changes the file
@@ -209,11 +210,11 @@ class SQLiteStoreBase:
             version = conn.execute(sql.SCHEMA_VERSION).fetchone()[0]
             if version == 0:
                 self._refuse_foreign_database(conn)
-            for number in range(version, len(sql.MIGRATIONS)):
-                for statement in sql.MIGRATIONS[number].split(";"):
+            for number in range(version, len(schema.MIGRATIONS)):
+                for statement in schema.MIGRATIONS[number].split(";"):
                     if statement.strip():
                         conn.execute(statement)
-            conn.execute(sql.set_schema_version(len(sql.MIGRATIONS)))
+            conn.execute(sql.set_schema_version(len(schema.MIGRATIONS)))
 
     def _refuse_foreign_database(self, conn: sqlite3.Connection) -> None:
         """A file with tables but no queuectl schema version belongs to something else (the

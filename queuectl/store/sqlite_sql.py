@@ -9,100 +9,6 @@ from collections.abc import Sequence
 
 from . import COUNTED_STATES
 
-# Migration N brings the schema from user_version N-1 to N. Never edit one that has shipped.
-MIGRATIONS = [
-    """
-    CREATE TABLE jobs (
-        seq         INTEGER PRIMARY KEY,
-        id          TEXT    NOT NULL UNIQUE,
-        command     TEXT    NOT NULL,
-        state       TEXT    NOT NULL,
-        attempts    INTEGER NOT NULL DEFAULT 0,
-        max_retries INTEGER NOT NULL,
-        priority    INTEGER NOT NULL DEFAULT 0,
-        queue       TEXT    NOT NULL,
-        run_at      REAL    NOT NULL,
-        timeout     REAL    NOT NULL,
-        created_at  REAL    NOT NULL,
-        updated_at  REAL    NOT NULL,
-        exit_code   INTEGER,
-        last_error  TEXT,
-        worker_id   TEXT,
-        lease_until REAL
-    );
-    -- The ready-job lookup only ever walks waiting jobs, however many finished ones pile up.
-    CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, seq)
-        WHERE state IN ('pending', 'failed');
-    CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('pending', 'failed');
-    CREATE INDEX jobs_lease ON jobs (lease_until) WHERE state = 'processing';
-    CREATE INDEX jobs_worker ON jobs (worker_id) WHERE state = 'processing';
-    CREATE INDEX jobs_state ON jobs (state, seq);
-    CREATE INDEX jobs_queue ON jobs (queue, seq);
-
-    CREATE TABLE runs (
-        run_id      INTEGER PRIMARY KEY,
-        job_seq     INTEGER NOT NULL,
-        attempt     INTEGER NOT NULL,
-        worker_id   TEXT    NOT NULL,
-        host        TEXT    NOT NULL,
-        pid         INTEGER,
-        started_at  REAL    NOT NULL,
-        finished_at REAL,
-        outcome     TEXT,
-        exit_code   INTEGER,
-        error       TEXT,
-        output_tail TEXT    NOT NULL DEFAULT ''
-    );
-    CREATE INDEX runs_job ON runs (job_seq, run_id);
-
-    CREATE TABLE workers (
-        id             TEXT PRIMARY KEY,
-        host           TEXT    NOT NULL,
-        pid            INTEGER NOT NULL,
-        started_at     REAL    NOT NULL,
-        last_heartbeat REAL    NOT NULL,
-        stop_requested INTEGER NOT NULL DEFAULT 0
-    );
-
-    CREATE TABLE config (
-        key   TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    """,
-    # Every claim and every outcome updated these two, and nothing needs them: the few
-    # `processing` rows that rescue and `status` look at are found through jobs_state.
-    """
-    DROP INDEX jobs_lease;
-    DROP INDEX jobs_worker;
-    """,
-    # When `worker stop` was last asked: every worker started before then stops, even one
-    # that was away (frozen, cut off) so long that its row was pruned (SPEC §5).
-    """
-    CREATE TABLE stop_request (
-        id           INTEGER PRIMARY KEY CHECK (id = 1),
-        requested_at REAL    NOT NULL
-    );
-    """,
-    # SPEC §7. `after_ids` and `env_vars` are JSON text as given (shown by `show`); the edges
-    # in job_deps and the count of dependencies not completed yet (`deps_left`) are what
-    # releasing and cancelling dependents use. The unique index is the unique_key rule itself:
-    # at most one unfinished job per key, whoever inserts at the same moment.
-    """
-    ALTER TABLE jobs ADD COLUMN unique_key TEXT;
-    ALTER TABLE jobs ADD COLUMN cwd TEXT;
-    ALTER TABLE jobs ADD COLUMN env_vars TEXT;
-    ALTER TABLE jobs ADD COLUMN after_ids TEXT;
-    ALTER TABLE jobs ADD COLUMN deps_left INTEGER NOT NULL DEFAULT 0;
-    CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
-        WHERE unique_key IS NOT NULL AND state IN ('waiting', 'pending', 'processing', 'failed');
-    CREATE TABLE job_deps (
-        dep_seq INTEGER NOT NULL,
-        job_seq INTEGER NOT NULL,
-        PRIMARY KEY (dep_seq, job_seq)
-    ) WITHOUT ROWID;
-    """,
-]
-
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, queue, run_at, timeout, "
     "created_at, updated_at, exit_code, last_error, worker_id, lease_until, "
@@ -145,6 +51,80 @@ VALUES (:id, :command, :state, :max_retries, :priority, :queue, :run_at, :timeou
         :now, :now, :unique_key, :cwd, :env_vars, :after_ids)
 """
 
+# -- dependencies and unique keys (SPEC §7); used by add's one-row-at-a-time path -------
+
+INSERT_ONE_JOB = INSERT_JOB + "RETURNING seq"
+# Nothing is written while an unfinished job holds the key (the partial unique index).
+INSERT_UNIQUE_JOB = (
+    INSERT_JOB
+    + """
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+    AND state IN ('waiting', 'pending', 'processing', 'failed') DO NOTHING
+RETURNING seq
+"""
+)
+SELECT_KEY_HOLDER = """
+SELECT id FROM jobs
+WHERE unique_key = :key AND state IN ('waiting', 'pending', 'processing', 'failed')
+"""
+# The unfinished job other than :job that holds :job's key (a dlq retry may not take it).
+SELECT_OTHER_KEY_HOLDER = """
+SELECT h.id FROM jobs j JOIN jobs h ON h.unique_key = j.unique_key AND h.seq <> j.seq
+WHERE j.id = :job AND h.state IN ('waiting', 'pending', 'processing', 'failed')
+"""
+SELECT_DEPENDENCY = "SELECT seq, state FROM jobs WHERE id = :job"
+INSERT_DEPENDENCY = """
+INSERT INTO job_deps (dep_seq, job_seq) VALUES (:dep_seq, :job_seq) ON CONFLICT DO NOTHING
+"""
+# A new job's dependencies not completed yet; with none, it is ready (`pending`) at once.
+SET_DEPS_LEFT = """
+UPDATE jobs SET deps_left = :left, state = CASE WHEN :left = 0 THEN 'pending' ELSE state END
+WHERE seq = :seq
+"""
+# :job completed: each job waiting on it has one dependency less; the last one releases it.
+RELEASE_DEPENDENTS = """
+UPDATE jobs
+SET deps_left = deps_left - 1,
+    state = CASE WHEN deps_left <= 1 THEN 'pending' ELSE state END, updated_at = :now
+WHERE state = 'waiting' AND seq IN (
+    SELECT job_seq FROM job_deps WHERE dep_seq = (SELECT seq FROM jobs WHERE id = :job)
+)
+"""
+# :job ended :state (dead or canceled): every job waiting on it, and on those, is canceled,
+# each naming the dependency it waited on that ended.
+CANCEL_DEPENDENTS = """
+WITH RECURSIVE doomed(seq, cause, cause_state) AS (
+    SELECT job_seq, :job, :state FROM job_deps
+    WHERE dep_seq = (SELECT seq FROM jobs WHERE id = :job)
+    UNION
+    SELECT e.job_seq, j.id, 'canceled'
+    FROM doomed JOIN jobs j ON j.seq = doomed.seq JOIN job_deps e ON e.dep_seq = doomed.seq
+    WHERE j.state = 'waiting'
+)
+UPDATE jobs
+SET state = 'canceled', worker_id = NULL, lease_until = NULL, updated_at = :now,
+    last_error = (
+        SELECT 'dependency ' || cause || ' ended ' || cause_state FROM doomed
+        WHERE doomed.seq = jobs.seq ORDER BY cause LIMIT 1
+    )
+WHERE state = 'waiting' AND seq IN (SELECT seq FROM doomed)
+"""
+
+# Waiting jobs whose dependencies all completed, or one ended badly, without their release or
+# cancel having happened (see chaining.settle_stranded): released here; the others listed.
+RELEASE_STRANDED = """
+UPDATE jobs SET state = 'pending', deps_left = 0, updated_at = :now
+WHERE state = 'waiting' AND NOT EXISTS (
+    SELECT 1 FROM job_deps e JOIN jobs d ON d.seq = e.dep_seq
+    WHERE e.job_seq = jobs.seq AND d.state <> 'completed'
+)
+"""
+SELECT_FAILED_DEPENDENCIES = """
+SELECT DISTINCT d.id, d.state FROM jobs w
+JOIN job_deps e ON e.job_seq = w.seq JOIN jobs d ON d.seq = e.dep_seq
+WHERE w.state = 'waiting' AND d.state IN ('dead', 'canceled')
+"""
+
 # Which ids of a batch are taken, after its insert failed; {marks}: ?, ?, … (ID_CHUNK at most).
 SELECT_EXISTING_IDS = "SELECT id FROM jobs WHERE id IN ({marks})"
 # SQLite limits host parameters per statement; stay well under it when looking up ids.
@@ -160,6 +140,7 @@ JOB_FILTERS = {"state": "state = :state", "queue": "queue = :queue"}
 LIMIT = "LIMIT :limit"
 
 SELECT_STATE = "SELECT state FROM jobs WHERE id = :job"
+SELECT_COMMAND = "SELECT command FROM jobs WHERE id = :job"
 
 # Jobs per state without visiting every finished one: SQLite counts a whole table from its
 # b-tree pages (milliseconds at a million rows, where GROUP BY state reads every index entry:
@@ -275,7 +256,7 @@ SELECT_FOR_CANCEL = "SELECT seq, state, attempts FROM jobs WHERE id = :job"
 CANCEL_JOB = """
 UPDATE jobs SET state = 'canceled', last_error = 'canceled', worker_id = NULL,
     lease_until = NULL, updated_at = :now
-WHERE id = :job AND state IN ('pending', 'failed', 'processing')
+WHERE id = :job AND state IN ('waiting', 'pending', 'failed', 'processing')
 """
 
 CLOSE_CANCELED_RUN = """
