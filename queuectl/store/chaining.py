@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import DependencyError, DuplicateJob
 from ..models import FAILED_DEPENDENCY_STATES, JobSpec, JobState
+from .rows import new_job_row
 
 
 def check_batch(specs: Sequence[JobSpec]) -> None:
@@ -27,58 +28,71 @@ def check_batch(specs: Sequence[JobSpec]) -> None:
                 )
 
 
-def add_linked(tx: Any, sql: Any, specs: Sequence[JobSpec], rows: Sequence[dict]) -> list[str]:
+def add_linked(tx: Any, sql: Any, specs: Sequence[JobSpec], now: float) -> list[str]:
     """Insert jobs one at a time, in order, with their dependencies and unique keys. Returns
     one id per spec: its own, or, when its unique key is held by an unfinished job (or by an
-    earlier spec of the batch), that job's id, and nothing is written for it."""
+    earlier spec of the batch), that job's id, and nothing is written for it. A later spec that
+    runs after such a one runs after the job holding the key: re-running a script that queues
+    `build` then `test --after build` makes `test` wait for the `build` already queued."""
     held: dict[str, str] = {}  # unique key -> the id that holds it, within this batch
+    alias: dict[str, str] = {}  # a spec not written -> the job holding its key
     ids = []
-    for spec, row in zip(specs, rows, strict=True):
+    for spec in specs:
+        if spec.after:
+            spec = spec._replace(after=tuple(dict.fromkeys(alias.get(d, d) for d in spec.after)))
+        # Every spec's dependencies are checked, written or not: a bad one is an error.
+        deps = [_dependency(tx, sql, spec.id, dep) for dep in spec.after]
         key = spec.unique_key
-        if key is not None and key in held:
-            ids.append(held[key])
+        holder = held.get(key) if key is not None else None
+        if holder is None and key is not None:
+            row = tx.execute(sql.SELECT_KEY_HOLDER, {"key": key}).fetchone()
+            holder = None if row is None else row[0]
+        if holder is not None:
+            held[key] = alias[spec.id] = holder
+            ids.append(holder)
             continue
         if tx.execute(sql.SELECT_STATE, {"job": spec.id}).fetchone() is not None:
             raise DuplicateJob(spec.id)
+        row = new_job_row(spec, now)
         if key is None:
             seq = tx.execute(sql.INSERT_ONE_JOB, row).fetchone()[0]
         else:
             inserted = tx.execute(sql.INSERT_UNIQUE_JOB, row).fetchone()
             if inserted is None:
+                # PostgreSQL: another enqueuer's job took the key after the look-up above
+                # (the insert waited for it to commit). Its id, as for a key held before.
                 holder = tx.execute(sql.SELECT_KEY_HOLDER, {"key": key}).fetchone()
-                # None: the holder finished between the two statements (PostgreSQL); the key is
-                # free now, and the insert is tried again, as anyone's would be.
-                if holder is not None:
-                    held[key] = holder[0]
-                    ids.append(holder[0])
-                    continue
-                inserted = tx.execute(sql.INSERT_UNIQUE_JOB, row).fetchone()
-                if inserted is None:
-                    raise DuplicateJob(spec.id)  # a race twice in a row: let the caller retry
+                if holder is None:
+                    raise DuplicateJob(spec.id)  # and it finished already: the caller retries
+                held[key] = alias[spec.id] = holder[0]
+                ids.append(holder[0])
+                continue
             seq = inserted[0]
             held[key] = spec.id
-        if spec.after:
-            _link(tx, sql, spec, seq)
+        if deps:
+            _link(tx, sql, seq, deps)
         ids.append(spec.id)
     return ids
 
 
-def _link(tx: Any, sql: Any, spec: JobSpec, seq: int) -> None:
+def _dependency(tx: Any, sql: Any, job_id: str, dep: str) -> tuple:
+    """The seq and state of a job `job_id` is to run after; DependencyError if it cannot."""
+    row = tx.execute(sql.SELECT_DEPENDENCY, {"job": dep}).fetchone()
+    if row is None:
+        raise DependencyError(f"job {job_id!r} runs after {dep!r}, and there is no such job")
+    state = JobState(row[1])
+    if state in FAILED_DEPENDENCY_STATES:
+        raise DependencyError(
+            f"job {job_id!r} runs after {dep!r}, which already ended {state}: it would never run"
+        )
+    return row[0], state
+
+
+def _link(tx: Any, sql: Any, seq: int, deps: Sequence[tuple]) -> None:
     """Record a new job's dependencies; it stays `waiting` until those not completed yet are."""
-    left = 0
-    for dep in spec.after:
-        row = tx.execute(sql.SELECT_DEPENDENCY, {"job": dep}).fetchone()
-        if row is None:
-            raise DependencyError(f"job {spec.id!r} runs after {dep!r}, and there is no such job")
-        state = JobState(row[1])
-        if state in FAILED_DEPENDENCY_STATES:
-            raise DependencyError(
-                f"job {spec.id!r} runs after {dep!r}, which already ended {state}: "
-                "it would never run"
-            )
-        tx.execute(sql.INSERT_DEPENDENCY, {"dep_seq": row[0], "job_seq": seq})
-        if state is not JobState.COMPLETED:
-            left += 1
+    for dep_seq, _state in deps:
+        tx.execute(sql.INSERT_DEPENDENCY, {"dep_seq": dep_seq, "job_seq": seq})
+    left = sum(state is not JobState.COMPLETED for _seq, state in deps)
     tx.execute(sql.SET_DEPS_LEFT, {"seq": seq, "left": left})
 
 

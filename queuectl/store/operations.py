@@ -57,7 +57,6 @@ from .rows import (
     counts_by_state,
     distinct_ids,
     lost_error,
-    new_job_row,
     outcome_params,
     run_from_row,
 )
@@ -125,8 +124,7 @@ class Operations:
         sql = self.sql
 
         def insert(tx: Transaction) -> list[str]:
-            now = tx.time()
-            added = add_linked(tx, sql, specs, [new_job_row(spec, now) for spec in specs])
+            added = add_linked(tx, sql, specs, tx.time())
             tx.wake("add")
             return added
 
