@@ -2,7 +2,8 @@
 
 A plain command (one program and its arguments, nothing the shell would interpret) starts
 without the shell; anything else goes through `/bin/sh -c` (`cmd /c` on Windows). On Linux the
-process is started with os.posix_spawn, elsewhere with subprocess.Popen.
+process is started with os.posix_spawn (but for a job with a cwd of its own), elsewhere with
+subprocess.Popen.
 """
 
 from __future__ import annotations
