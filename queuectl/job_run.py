@@ -86,7 +86,9 @@ class JobRun:
         log_name = log_file_name(job.id, claim.run_id, claim.worker_id)
         log_path = os.path.join(self.logs.path, log_name)
         extra_env = {"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(claim.attempt)}
-        running = RunningCommand(job.command, extra_env, log_path, self.logs)
+        running = RunningCommand(
+            job.command, extra_env, log_path, self.logs, cwd=job.cwd, job_env=job.env
+        )
         self._running = running
         crash_point("after-start")
         try:

@@ -40,6 +40,13 @@ class RunLog(NamedTuple):
     other_host: str | None  # the host that ran it, if not this one: its log file is there
 
 
+class Enqueued(NamedTuple):
+    """A spec's job: the one added, or the unfinished job that already held its unique_key."""
+
+    id: str
+    existing: bool  # True: nothing was written for the spec; `id` is that other job
+
+
 class BulkSpecError(QueueError):
     """A bad line in bulk input; nothing was enqueued."""
 
@@ -107,15 +114,30 @@ class Queue:
         return {"max-retries": int(values["max-retries"]), "job-timeout": values["job-timeout"]}
 
     def enqueue(self, spec: dict) -> str:
-        """Validate one spec (a dict as decoded from JSON) and add it; returns the job id."""
-        return self.store.add([build_spec(spec, self._defaults())])[0]
+        """Validate one spec (a dict as decoded from JSON) and add it; returns the job id (that
+        of the unfinished job holding its unique_key, if one does: see add)."""
+        return self.add(spec).id
 
     def enqueue_json(self, text: str) -> str:
         """Enqueue one spec given as JSON text (SPEC §2); returns the job id."""
-        return self.enqueue(parse_spec_json(text))
+        return self.add_json(text).id
 
     def enqueue_lines(self, lines: Iterable[str]) -> list[str]:
-        """Bulk enqueue: one JSON spec a line, blank lines skipped, all or nothing."""
+        """Bulk enqueue: one JSON spec a line, blank lines skipped, all or nothing; the ids,
+        one per spec."""
+        return [added.id for added in self.add_lines(lines)]
+
+    def add(self, spec: dict) -> Enqueued:
+        """enqueue(), saying also whether the job was there already (SPEC §7 unique jobs)."""
+        return self._added([build_spec(spec, self._defaults())])[0]
+
+    def add_json(self, text: str) -> Enqueued:
+        """enqueue_json(), saying also whether the job was there already."""
+        return self.add(parse_spec_json(text))
+
+    def add_lines(self, lines: Iterable[str]) -> list[Enqueued]:
+        """enqueue_lines(), saying for each spec whether its job was there already (its key
+        held by an unfinished job, or by an earlier line)."""
         defaults = self._defaults()
         specs: list[JobSpec] = []
         line_of: dict[str, int] = {}  # id -> the line that gave it
@@ -136,11 +158,19 @@ class Queue:
         if not specs:
             return []
         try:
-            return self.store.add(specs)
+            return self._added(specs)
         except DuplicateJob as exc:
             raise BulkSpecError(
                 f"line {line_of[exc.job_id]}: {exc}; nothing was enqueued"
             ) from None
+
+    def _added(self, specs: Sequence[JobSpec]) -> list[Enqueued]:
+        # The store gives, for a spec whose unique_key is taken, the id of the job holding it
+        # in place of the spec's own: nothing was written for that spec.
+        ids = self.store.add(specs)
+        return [
+            Enqueued(job_id, job_id != spec.id) for spec, job_id in zip(specs, ids, strict=True)
+        ]
 
     # -- reading ---------------------------------------------------------------------------
 

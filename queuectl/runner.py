@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from .models import Outcome, RunResult
 from .process_groups import KILL_GRACE_SECONDS, group_exists, kill_group_now, stop_group
 from .runlogs import LogFolder
-from .spawning import SpawnedChild, spawn
+from .spawning import SpawnedChild, folder_error, spawn
 
 
 class RunningCommand:
@@ -30,11 +30,14 @@ class RunningCommand:
         extra_env: Mapping[str, str],
         log_path: str | os.PathLike,
         logs: LogFolder | None = None,
+        cwd: str | None = None,
+        job_env: Mapping[str, str] | None = None,
     ) -> None:
-        """Start `command` with `extra_env` added to its environment, its output going to
-        `log_path`. `logs` is the LogFolder that path is in, as the worker keeps it from run to
-        run (see LogFolder); None: one for this run only. A command that cannot be started is
-        no exception: result() says NOT_STARTED, and why."""
+        """Start `command` in folder `cwd` (None: this process's) with `job_env` and then
+        `extra_env` (which wins) added to its environment, its output going to `log_path`.
+        `logs` is the LogFolder that path is in, as the worker keeps it from run to run (see
+        LogFolder); None: one for this run only. A command that cannot be started (its
+        folder missing, say) is no exception: result() says NOT_STARTED, and why."""
         self.started = time.monotonic()
         self.ended: float | None = None  # monotonic time its exit was first seen
         self._kill_reason: tuple[Outcome, str] | None = None
@@ -52,9 +55,13 @@ class RunningCommand:
             return
         self._direct = False
         try:
-            self._proc, self._direct = spawn(command, extra_env, self._log.fd)
+            self._proc, self._direct = spawn(command, extra_env, self._log.fd, cwd, job_env)
         except OSError as exc:
-            self._start_error = f"could not start: {exc.strerror or exc}"
+            if folder_error(exc, cwd):
+                why = f"cannot run in folder {cwd}: {exc.strerror or exc}"
+            else:
+                why = exc.strerror or str(exc)
+            self._start_error = f"could not start: {why}"
         self._pidfd = _pidfd(self._proc.pid) if self._proc else None
 
     @property

@@ -2,15 +2,18 @@
 
 A plain command (one program and its arguments, nothing the shell would interpret) starts
 without the shell; anything else goes through `/bin/sh -c` (`cmd /c` on Windows). On Linux the
-process is started with os.posix_spawn, elsewhere with subprocess.Popen.
+process is started with os.posix_spawn (but for a job with a cwd of its own), elsewhere with
+subprocess.Popen.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -44,28 +47,60 @@ def plain_argv(command: str) -> list[str] | None:
 
 
 def spawn(
-    command: str, extra_env: Mapping[str, str], log_fd: int
+    command: str,
+    extra_env: Mapping[str, str],
+    log_fd: int,
+    cwd: str | None = None,
+    job_env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen | SpawnedChild, bool]:
     """Start the command, leading a session of its own (so a kill of its process group reaches
-    everything it starts), with `extra_env` added to this process's environment and stdout and
-    stderr on `log_fd`. Returns the process and whether it was started without the shell.
-    Raises OSError if it could not be started at all."""
+    everything it starts), in folder `cwd` (None: this process's), with `job_env` and then
+    `extra_env` (which wins) added to this process's environment, and stdout and stderr on
+    `log_fd`. Returns the process and whether it was started without the shell.
+    Raises OSError if it could not be started at all; its `filename` is `cwd` when that folder
+    is the reason (see folder_error)."""
+    if cwd is not None:
+        check_folder(cwd)
     if IS_WINDOWS:
-        os.environ.update(extra_env)  # the one command the worker runs inherits them
+        env = _popen_env(extra_env, job_env)
         flags = subprocess.CREATE_NEW_PROCESS_GROUP
         common = {"stdin": _stdin(), "stdout": log_fd, "stderr": subprocess.STDOUT}
-        return subprocess.Popen(command, shell=True, creationflags=flags, **common), False
+        return subprocess.Popen(
+            command, shell=True, creationflags=flags, cwd=cwd, env=env, **common
+        ), False
     # No preexec_fn, which would force fork() instead of vfork() and cut the spawn rate by
     # about three. A dead worker's command is killed by the supervisor (a child subreaper) or,
     # if the whole pool died, by the worker that rescues the job (see process_groups).
-    start = _posix_spawn if USE_POSIX_SPAWN else _popen
+    # os.posix_spawn cannot change folder (Python exposes no chdir file action; glibc's is a
+    # non-standard extension, and a failed one could not be told from a missing program): a
+    # job with a cwd starts through Popen, which does the chdir in the child and says so when
+    # it fails.
+    start = _posix_spawn if USE_POSIX_SPAWN and cwd is None else _popen
     argv = plain_argv(command)
     if argv is not None:
         try:
-            return start(argv, extra_env, log_fd), True
-        except OSError:
-            pass  # not found, not executable, a script without #!: the shell says how it fails
-    return start(["/bin/sh", "-c", command], extra_env, log_fd), False
+            return start(argv, extra_env, log_fd, cwd, job_env), True
+        except OSError as exc:
+            if folder_error(exc, cwd):
+                raise  # the shell could not start there either
+            # Not found, not executable, a script without #!: the shell says how it fails.
+    return start(["/bin/sh", "-c", command], extra_env, log_fd, cwd, job_env), False
+
+
+def check_folder(path: str) -> None:
+    """Raise OSError (with `filename` set to `path`) unless a command can be started in the
+    folder `path`. Checked before spawning so that every way of starting fails alike, naming
+    the folder; Popen's own chdir in the child still catches a folder removed meanwhile."""
+    mode = os.stat(path).st_mode  # FileNotFoundError, PermissionError … name the path
+    if not stat.S_ISDIR(mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+    if not os.access(path, os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+
+def folder_error(exc: OSError, cwd: str | None) -> bool:
+    """Whether spawn's OSError is about the folder `cwd` (not the program)."""
+    return cwd is not None and exc.filename == cwd
 
 
 # Opened once, on the first spawn, and never closed: every command's stdin.
@@ -95,13 +130,20 @@ _RESTORED_SIGNALS = tuple(
 _base_env: dict[bytes, bytes] | None = None
 
 
-def _posix_spawn(argv: list[str], extra_env: Mapping[str, str], log_fd: int) -> SpawnedChild:
+def _posix_spawn(
+    argv: list[str],
+    extra_env: Mapping[str, str],
+    log_fd: int,
+    cwd: None = None,
+    job_env: Mapping[str, str] | None = None,
+) -> SpawnedChild:
     global _base_env
     if _base_env is None:
         _base_env = dict(os.environb)
     env = _base_env.copy()
-    for name, value in extra_env.items():
-        env[os.fsencode(name)] = os.fsencode(value)
+    for variables in (job_env or {}, extra_env):  # the worker's own win
+        for name, value in variables.items():
+            env[os.fsencode(name)] = os.fsencode(value)
     # Nothing else is passed on: every descriptor the worker opens is close-on-exec (PEP 446,
     # SQLite's and libpq's own), and the worker marks those it inherited (close_inherited_fds).
     actions = [
@@ -115,10 +157,13 @@ def _posix_spawn(argv: list[str], extra_env: Mapping[str, str], log_fd: int) -> 
     return SpawnedChild(pid)
 
 
-def _popen(argv: list[str], extra_env: Mapping[str, str], log_fd: int) -> subprocess.Popen:
-    # One command at a time: its variables go into the worker's own environment, which the
-    # child inherits as is (env= would re-encode every variable on every spawn).
-    os.environ.update(extra_env)
+def _popen(
+    argv: list[str],
+    extra_env: Mapping[str, str],
+    log_fd: int,
+    cwd: str | None = None,
+    job_env: Mapping[str, str] | None = None,
+) -> subprocess.Popen:
     return subprocess.Popen(
         argv,
         stdin=_stdin(),
@@ -126,7 +171,24 @@ def _popen(argv: list[str], extra_env: Mapping[str, str], log_fd: int) -> subpro
         stderr=subprocess.STDOUT,
         close_fds=True,
         start_new_session=True,
+        cwd=cwd,
+        env=_popen_env(extra_env, job_env),
     )
+
+
+def _popen_env(
+    extra_env: Mapping[str, str], job_env: Mapping[str, str] | None
+) -> dict[str, str] | None:
+    """Popen's env= for a command: None (inherit) when only the worker's own variables are
+    added, a copy with the job's variables otherwise."""
+    # One command at a time: the worker's variables (the same names every run) go into its
+    # own environment, which the child inherits as is (env= would re-encode every variable on
+    # every spawn).
+    os.environ.update(extra_env)
+    if not job_env:
+        return None
+    # A job's own variables must not stay behind for the next job: a copy for this child.
+    return {**os.environ, **job_env, **extra_env}
 
 
 class SpawnedChild:

@@ -26,7 +26,26 @@ class SpecError(ValueError):
     """A job spec that cannot be accepted; the message names the problem."""
 
 
-SPEC_FIELDS = ("id", "command", "max_retries", "priority", "queue", "run_at", "delay", "timeout")
+SPEC_FIELDS = (
+    "id",
+    "command",
+    "max_retries",
+    "priority",
+    "queue",
+    "run_at",
+    "delay",
+    "timeout",
+    "after",
+    "unique_key",
+    "cwd",
+    "env",
+)
+MAX_UNIQUE_KEY_LENGTH = 200
+# A folder name longer than Linux's PATH_MAX could never be entered: refused at once rather
+# than stored to fail every run.
+MAX_CWD_LENGTH = 4096
+# The worker sets these for every run (SPEC §5); a job may not set or shadow them.
+RESERVED_ENV_PREFIX = "QUEUECTL_"
 
 
 def new_job_id() -> str:
@@ -218,6 +237,15 @@ def build_spec(data: dict[str, Any], defaults: dict[str, Any]) -> JobSpec:
     run_at_epoch = None if run_at is None else parse_time(run_at, "run_at")
     delay_seconds = 0.0 if delay is None else check_seconds(delay, "delay")
 
+    after = check_after(data.get("after"), job_id)
+    unique_key = data.get("unique_key")
+    if unique_key is not None:
+        unique_key = check_name(unique_key, "unique_key", MAX_UNIQUE_KEY_LENGTH)
+    cwd = data.get("cwd")
+    cwd = None if cwd is None else check_cwd(cwd)
+    env = data.get("env")
+    env = None if env is None else check_env(env)
+
     return JobSpec(
         id=job_id,
         command=command,
@@ -227,4 +255,82 @@ def build_spec(data: dict[str, Any], defaults: dict[str, Any]) -> JobSpec:
         timeout=timeout,
         run_at=run_at_epoch,
         delay=delay_seconds,
+        after=after,
+        unique_key=unique_key,
+        cwd=cwd,
+        env=env,
     )
+
+
+def check_after(value: Any, job_id: str) -> tuple:
+    """The ids a job waits for, in order, each once. Whether they name jobs is the store's
+    to say (a job on an earlier line of the same bulk counts)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SpecError(f"after must be an array of job ids, got {type_name(value)}")
+    ids: dict[str, None] = {}  # ordered, and a repeated id is harmless: kept once
+    for index, item in enumerate(value):
+        ids[check_name(item, f"after[{index}]", MAX_ID_LENGTH)] = None
+    if job_id in ids:
+        raise SpecError(f"after lists the job's own id {job_id!r}: a job cannot wait for itself")
+    return tuple(ids)
+
+
+def check_cwd(value: Any) -> str:
+    """A folder for the command to run in: absolute, since a relative one would depend on the
+    folder each worker happens to run in. Not checked for existence: it may exist only on the
+    workers' hosts (a run there fails as "could not start" if it does not)."""
+    if not isinstance(value, str):
+        raise SpecError(f"cwd must be a string, got {type_name(value)}")
+    if not value:
+        raise SpecError("cwd must not be empty")
+    if "\x00" in value:
+        raise SpecError("cwd must not contain NUL characters")
+    if len(value) > MAX_CWD_LENGTH:
+        raise SpecError(f"cwd is {len(value)} characters long; the limit is {MAX_CWD_LENGTH}")
+    check_encodable(value, "cwd")
+    if not is_absolute(value):
+        raise SpecError(f"cwd must be an absolute folder, got the relative path {value!r}")
+    return value
+
+
+def is_absolute(path: str) -> bool:
+    """Absolute here or on a Windows host: workers may run on either (PostgreSQL), so a
+    `C:\\work` given on Linux is not refused; a host where it means nothing fails the run."""
+    if os.path.isabs(path) or path.startswith("\\\\"):
+        return True
+    return len(path) >= 3 and path[0].isascii() and path[0].isalpha() and path[1:3] in (":\\", ":/")
+
+
+def check_env(value: Any) -> dict[str, str] | None:
+    """Variables added to the worker's environment for this job; None for none. A name with
+    `=` could not be set (the environment is NAME=VALUE strings), NUL ends a C string, and
+    QUEUECTL_* are the worker's own (QUEUECTL_JOB_ID, QUEUECTL_ATTEMPT, its store)."""
+    if not isinstance(value, dict):
+        raise SpecError(f"env must be an object of names to strings, got {type_name(value)}")
+    for name, text in value.items():
+        check_env_name(name)
+        if not isinstance(text, str):
+            raise SpecError(f"env {name!r} must be a string, got {type_name(text)}")
+        if "\x00" in text:
+            raise SpecError(f"env {name!r} must not contain NUL characters")
+        check_encodable(text, f"env {name!r}")
+    return dict(value) or None
+
+
+def check_env_name(name: str) -> str:
+    """Check an environment variable's name (a JSON key, or NAME of `--env NAME[=VALUE]`)."""
+    if not name:
+        raise SpecError("env names must not be empty")
+    if "=" in name:
+        raise SpecError(f"env name {name!r} must not contain '='")
+    if "\x00" in name:
+        raise SpecError(f"env name {name!r} must not contain NUL characters")
+    check_encodable(name, f"env name {name!r}")
+    if name.startswith(RESERVED_ENV_PREFIX):
+        raise SpecError(
+            f"env name {name!r} is reserved: names starting with {RESERVED_ENV_PREFIX} are "
+            "set by the worker"
+        )
+    return name

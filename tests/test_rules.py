@@ -154,6 +154,7 @@ def test_generated_ids_are_unique_and_valid():
 
 def test_spec_fields_are_exactly_the_documented_ones():
     documented = {"id", "command", "max_retries", "priority", "queue", "run_at", "delay", "timeout"}
+    documented |= {"after", "unique_key", "cwd", "env"}  # SPEC §7
     assert set(SPEC_FIELDS) == documented
     # Every documented field is accepted (with a valid value) at once, except the run_at/delay
     # alternative.
