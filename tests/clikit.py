@@ -31,7 +31,7 @@ REQUIRED_FIELDS = {
     "exit_code",
     "last_error",
 }
-STATES = ("pending", "processing", "completed", "failed", "dead", "canceled")
+STATES = ("waiting", "pending", "processing", "completed", "failed", "dead", "canceled")
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
 
 

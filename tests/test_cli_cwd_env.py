@@ -291,7 +291,6 @@ def test_bulk_prints_the_holder_in_place_of_each_line_whose_key_is_held(held):
 # unique keys on real stores: needs the store rules of SPEC §7
 
 
-@pytest.mark.xfail(reason="unique_key rules of the store (SPEC §7) not merged yet", strict=False)
 def test_a_second_job_with_a_held_key_is_not_written(cli):
     first = cli("enqueue", "-c", "true", "--id", "one", "--unique-key", "k")
     assert assert_ok(first) == "one\n"
