@@ -55,6 +55,9 @@ def job_rows(jobs: Iterable[Job]) -> list[tuple]:
 
 def job_details(job: Job) -> str:
     fields = job.to_dict()
+    # Lists and objects (after, env) as a reader writes them, not as Python reprs.
+    fields["after"] = ", ".join(job.after) or None
+    fields["env"] = " ".join(f"{name}={value}" for name, value in (job.env or {}).items()) or None
     lines = [f"{key + ':':<13} {clean(value)}" for key, value in fields.items()]
     if job.runs:
         lines.append("runs:")
