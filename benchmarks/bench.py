@@ -26,6 +26,7 @@ SIZES: dict[str, tuple[float, float]] = {
     "history_small": (1000, 1000),
     "claim_jobs": (1000, 1000),
     "claim_rounds": (6, 4),
+    "dependents": (10_000, 2000),
     "read_runs": (7, 5),
     "memory_bytes": (2_000_000_000, 300_000_000),
 }

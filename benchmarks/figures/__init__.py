@@ -1,6 +1,15 @@
 """The figures, in the order they run. Each module has NAME and run(bench, backend) -> rows."""
 
-from . import bulk_enqueue, claim_scale, enqueue_latency, memory, pickup, read_scale, throughput
+from . import (
+    bulk_enqueue,
+    claim_scale,
+    enqueue_latency,
+    memory,
+    pickup,
+    read_scale,
+    release_dependents,
+    throughput,
+)
 
 FIGURES = {
     module.NAME: module
@@ -12,5 +21,6 @@ FIGURES = {
         claim_scale,
         read_scale,
         memory,
+        release_dependents,
     )
 }
