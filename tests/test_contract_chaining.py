@@ -6,7 +6,7 @@ helpers in storekit.py.
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
 
 import pytest
 from storekit import EXIT_3, LEASE, OK, add, claim, ids, spec, state
@@ -201,31 +201,29 @@ def test_dlq_retry_refuses_a_dead_job_whose_key_is_held_again(store):
     assert state(store, "old") is D
 
 
+def _enqueue_with_key(target: str, key: str, job_id: str, gate) -> str:
+    """One enqueuer process: open the store, wait for the others, add a job with `key`."""
+    store = open_store(target)
+    try:
+        gate.wait(timeout=30)
+        return store.add([spec(job_id, unique_key=key)])[0]
+    finally:
+        store.close()
+
+
 def test_concurrent_enqueuers_of_one_key_create_exactly_one_job(store):
-    # Eight connections at once, several rounds: exactly one job per key, and every caller
-    # is told that job's id.
-    target = store.target
-    for round_ in range(5):
-        key = f"key-{round_}"
-        answers: list[str] = []
-        gate = threading.Barrier(8)
-
-        def enqueue(n: int, key=key, answers=answers, gate=gate) -> None:
-            own = open_store(target)
-            try:
-                gate.wait()
-                answers.extend(own.add([spec(f"{key}-{n}", unique_key=key)]))
-            finally:
-                own.close()
-
-        threads = [threading.Thread(target=enqueue, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        created = [job.id for job in store.list_jobs() if job.unique_key == key]
-        assert len(created) == 1, created
-        assert answers == created * 8
+    # Eight processes, each with its own connection, released at once by a barrier, 50 rounds:
+    # exactly one job per key, and every one of them is told that job's id.
+    context = multiprocessing.get_context("fork")
+    with context.Manager() as manager, context.Pool(8) as pool:
+        for round_ in range(50):
+            key = f"key-{round_}"
+            gate = manager.Barrier(8)
+            calls = [(store.target, key, f"{key}-{n}", gate) for n in range(8)]
+            answers = pool.starmap(_enqueue_with_key, calls)
+            created = [job.id for job in store.list_jobs() if job.unique_key == key]
+            assert len(created) == 1, created
+            assert answers == created * 8
 
 
 @pytest.mark.parametrize("ended", ["completed", "dead"])
