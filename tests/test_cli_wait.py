@@ -259,3 +259,70 @@ def read_terminal(fd: int, text: bytes, timeout: float = DEADLINE) -> bytes:
         assert remaining > 0 and select.select([fd], [], [], remaining)[0], seen
         seen += os.read(fd, 4096)
     return seen
+
+
+# ---------------------------------------------------------------------------------------------
+# logs --follow
+
+
+def test_logs_follow_prints_lines_as_they_are_written(cli, pools):
+    speed_up(cli)
+    gate = cli.cwd / "gate"
+    command = f"echo first-line; {GATED.format(gate=gate)}; echo second-line"
+    enqueue(cli, id="talker", command=command)
+    pools.start(cli)
+    with background(cli, "logs", "talker", "--follow") as following:
+        assert read_until(following, "first-line\n") == "first-line\n"
+        assert show(cli, "talker")["state"] == "processing", "printed while the job runs"
+        gate.touch()
+        code, rest, err = finish(following)
+    assert (code, rest) == (0, "second-line\n"), err
+    assert err == "=== attempt 1 (running) ===\n"
+
+
+def test_logs_follow_shows_each_run_with_its_header(cli, pools):
+    speed_up(cli)
+    command = 'echo "run-$QUEUECTL_ATTEMPT"; [ "$QUEUECTL_ATTEMPT" -ge 2 ]'
+    enqueue(cli, id="twice", command=command, max_retries=1)
+    with background(cli, "logs", "twice", "--follow") as following:
+        pools.start(cli)
+        code, out, err = finish(following)
+    assert (code, out) == (0, "run-1\nrun-2\n"), err
+    headers = err.splitlines()
+    assert [h.split(" (")[0] for h in headers] == ["=== attempt 1", "=== attempt 2"], err
+    assert headers[0] in ("=== attempt 1 (running) ===", "=== attempt 1 (exited, exit 1) ===")
+
+
+def test_logs_follow_exits_as_wait_does(cli):
+    enqueue(cli, id="doomed", command="echo last words; exit 5", max_retries=0)
+    with background(cli, "logs", "doomed", "--follow") as following:
+        run_burst(cli)
+        code, out, err = finish(following)
+    assert (code, out) == (3, "last words\n"), err
+    assert err.splitlines()[-1] == f"doomed: dead ({show(cli, 'doomed')['last_error']})"
+
+    enqueue(cli, id="never", command="true", delay=3600)
+    with background(cli, "logs", "never", "--follow") as following:
+        wait_for(lambda: show(cli, "never"))
+        assert_ok(cli("cancel", "never"))
+        code, out, err = finish(following)
+    assert (code, out) == (3, ""), err
+    assert FAILED_LINE.match(err.strip())["state"] == "canceled", err
+
+    assert_error(cli("logs", "no-such-job", "--follow", timeout=20), 1, mentions=["no-such-job"])
+
+
+def test_logs_follow_prints_a_run_on_another_host_when_it_ends(cli, pools):
+    # A run's log file is on the host that ran it: from here, only the store's tail is seen,
+    # once the run has ended; its header then says how it ended.
+    speed_up(cli)
+    gate = cli.cwd / "gate"
+    command = f"echo from-afar; {GATED.format(gate=gate)}; echo bye"
+    enqueue(cli, id="remote", command=command)
+    pools.start(cli, env={"QUEUECTL_HOSTNAME": "box-b"})
+    with background(cli, "logs", "remote", "--follow") as following:
+        wait_state(cli, "remote", "processing")
+        gate.touch()
+        code, out, err = finish(following)
+    assert (code, out) == (0, "from-afar\nbye\n"), err
+    assert err.splitlines()[0] == "=== attempt 1 (exited, exit 0) ===", err
