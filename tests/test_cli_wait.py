@@ -138,6 +138,13 @@ def test_wait_for_an_unknown_id_exits_1_at_once_naming_it(cli):
     assert_error(cli("wait", timeout=20), 2)  # at least one id
 
 
+def test_wait_on_a_store_that_cannot_be_used_exits_1(tmp_path):
+    (tmp_path / "garbage.db").write_text("not a database\n")
+    for command in (["wait", "job1"], ["logs", "job1", "--follow"]):
+        cli = CLI(str(tmp_path / "garbage.db"), tmp_path)
+        assert_error(cli(*command, timeout=20), 1, mentions=["corrupt"])
+
+
 def test_wait_escapes_control_characters_in_the_ids_it_names(sqlite_cli):
     # Stored ids have none (SPEC §2), but the ids typed may, and they are named back.
     result = sqlite_cli("wait", "evil\x1b[2J\nid", timeout=20)

@@ -31,12 +31,13 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell says it
 )
 @pass_reader
 def wait(ctx: Context, job_ids: tuple[str, ...], timeout: float | None) -> None:
-    """Wait until every job named has finished (completed, dead or canceled).
+    """Block until every job named has finished.
 
-    Exit status: 0 when all completed; 3 when any ended dead or canceled, with a line
-    "ID: STATE (LAST_ERROR)" on stderr for each; 124 when --timeout passed first; 1 when an
-    id is unknown (checked before waiting) or the store cannot be used. With several jobs
-    and a terminal on stderr, a progress bar is shown there.
+    Finished means completed, dead or canceled; nothing is changed. Exit status: 0 when
+    all completed; 3 when any ended dead or canceled, with a line "ID: STATE (LAST_ERROR)" on
+    stderr for each; 124 when --timeout passed first; 1 when an id is unknown (checked
+    before waiting) or the store cannot be used. With several jobs and a terminal on stderr,
+    a progress bar is shown there.
 
     \b
     Example:
