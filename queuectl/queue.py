@@ -223,7 +223,8 @@ class Queue:
     ) -> WaitResult:
         """Block until every job of `job_ids` has finished (`completed`, `dead` or `canceled`)
         or `timeout` seconds (None: no limit) have passed, changing nothing; returns each job
-        as last read and whether the timeout passed first (`queuectl wait`, SPEC §7).
+        as last read (every one read again at the timeout) and whether the timeout passed
+        first (`queuectl wait`, SPEC §7).
 
         Every id is read first: JobNotFound, before any waiting, for one that does not exist.
         Then the jobs are read every POLL_SECONDS in the order given, only the first
@@ -251,7 +252,9 @@ class Queue:
         while pending:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                return WaitResult(jobs, True)
+                # Read each one again, so that the result says which are still unfinished.
+                pending = deque(job_id for job_id in pending if not self._reread(jobs, job_id))
+                return WaitResult(jobs, bool(pending))
             time.sleep(POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - now))
             before = len(pending)
             while pending and self._reread(jobs, pending[0]):

@@ -332,3 +332,33 @@ def test_logs_follow_prints_a_run_on_another_host_when_it_ends(cli, pools):
         code, out, err = finish(following)
     assert (code, out) == (0, "from-afar\nbye\n"), err
     assert err.splitlines()[0] == "=== attempt 1 (exited, exit 0) ===", err
+
+
+# ---------------------------------------------------------------------------------------------
+# the Python API
+
+
+def test_queue_wait_returns_each_jobs_state(cli):
+    from queuectl import Queue
+    from queuectl.errors import JobNotFound
+
+    enqueue(cli, id="done", command="true")
+    enqueue(cli, id="doomed", command="exit 1", max_retries=0)
+    run_burst(cli)
+    enqueue(cli, id="later", command="true", delay=3600)
+    seen = []
+
+    def progress(finished: int, total: int) -> None:
+        seen.append((finished, total))
+
+    with Queue.open(cli.db) as queue:
+        result = queue.wait(["done", "later", "doomed"], timeout=0.3, on_progress=progress)
+        assert result.timed_out
+        assert [job.id for job in result.unfinished] == ["later"]
+        assert [job.id for job in result.failed] == ["doomed"]
+        assert list(result.jobs) == ["done", "later", "doomed"]
+        assert seen == [(2, 3)]
+        with pytest.raises(JobNotFound):
+            queue.wait(["done", "nope"])
+        result = queue.wait(["done", "done"], timeout=0)
+        assert not result.timed_out and result.jobs["done"].state == "completed"
