@@ -44,8 +44,9 @@ FINISHED_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELE
 CANCELABLE_STATES = frozenset(
     {JobState.WAITING, JobState.PENDING, JobState.FAILED, JobState.PROCESSING}
 )
-# A dependency that ended so dooms the jobs waiting on it (SPEC §7).
-FAILED_DEPENDENCY_STATES = frozenset({JobState.DEAD, JobState.CANCELED})
+# Finished without completing: a dependency that ended so dooms the jobs waiting on it, and
+# `wait` exits 3 for it (SPEC §7).
+ENDED_BADLY = frozenset({JobState.DEAD, JobState.CANCELED})
 
 
 class Outcome(str, Enum):

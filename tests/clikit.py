@@ -203,5 +203,6 @@ SPEC_COMMANDS = frozenset(
         "config get",
         "config set",
         "config unset",
+        "wait",
     }
 )

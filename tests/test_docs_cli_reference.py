@@ -195,8 +195,8 @@ def test_checker_catches_what_it_should():
     assert check_invocation(["--version"]) is None
     assert check_invocation(["enqueue", "-"]) is None
     assert "no command" in check_invocation(["worker", "restart"])
-    assert "no command" in check_invocation(["wait", "job1"])
-    assert "no option --follow" in check_invocation(["logs", "job1", "--follow"])
+    assert "no command" in check_invocation(["wait-for", "job1"])
+    assert "no option --tail" in check_invocation(["logs", "job1", "--tail"])
     assert "global option" in check_invocation(["--config", "x", "status"])
     lines = list(invocations(tokens("printf 'x' | .venv/bin/queuectl enqueue - > ids.txt")))
     assert lines == [["enqueue", "-"]]

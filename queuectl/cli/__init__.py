@@ -4,8 +4,8 @@ Exit status: 0 success, 1 a failed operation (bad spec, unknown job, store unusa
 2 usage errors (Click's own). No business rule and no SQL here.
 
 This module is the root group and its options. The commands live one verb group a module
-(enqueue.py, worker.py, jobs.py, dlq.py, config.py), named here by import path and imported
-only when click looks one up (base.LazyGroup): `enqueue`, run in shell loops, loads its own
+(enqueue.py, worker.py, jobs.py, dlq.py, config.py, wait.py), named here by import path and
+imported only when click looks one up (base.LazyGroup): `enqueue`, run in shell loops, loads its own
 module and nothing of the others. What they all share is in base.py.
 """
 
@@ -30,6 +30,7 @@ COMMANDS = {
     "cancel": "queuectl.cli.jobs:cancel",
     "dlq": "queuectl.cli.dlq:dlq",
     "config": "queuectl.cli.config:config_group",
+    "wait": "queuectl.cli.wait:wait",
 }
 
 

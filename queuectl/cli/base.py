@@ -25,7 +25,7 @@ from ..specs import SpecError
 # call honours its own --timeout", also when the network goes silent): the store they open
 # gets a deadline that long from then, plus TIMEOUT_GRACE for the last answer to arrive.
 # (`enqueue --timeout` is a job's field, not a bound on the call.)
-TIMEOUT_BOUNDED = {("worker", "stop")}
+TIMEOUT_BOUNDED = {("worker", "stop"), ("wait",)}
 TIMEOUT_GRACE = 2.0
 
 

@@ -108,31 +108,61 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
 
 @click.command(cls=Command)
 @click.argument("job_id", callback=stored_text)
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Print the output as it is written, run after run, until the job has finished; "
+    "then exit as `wait` does (0 completed, 3 dead or canceled).",
+)
 @pass_reader
-def logs(ctx: Context, job_id: str) -> None:
+def logs(ctx: Context, job_id: str, follow: bool) -> None:
     """Print the captured stdout+stderr of a job's runs, oldest first.
 
-    Output goes to stdout; a header line before each run goes to stderr.
+    Output goes to stdout; a header line before each run goes to stderr. With --follow, the
+    output of a run on this host is printed as it is written; that of a run on another host
+    (PostgreSQL) when the run ends, from the last 8 KiB the store keeps.
 
     \b
     Example:
       queuectl logs job1
+      queuectl logs job1 --follow
     """
+    if follow:
+        follow_logs(ctx, job_id)
+        return
     runs = ctx.queue.runs(job_id)
     if not runs:
         click.echo(f"job {job_id!r} has not run yet", err=True)
         return
-    out = sys.stdout.buffer
     for run in runs:
-        outcome = run.outcome or "running"
-        exit_text = "" if run.exit_code is None else f", exit {run.exit_code}"
-        click.echo(f"=== attempt {run.attempt} ({outcome}{exit_text}) ===", err=True)
-        log = ctx.queue.open_log(run)
-        if log.from_store and run.output_tail:
-            # On stderr, as the header: stdout stays the output alone, for scripts.
-            click.echo(f"queuectl: {kept_note(run, log)}", err=True)
-        for chunk in log.chunks:
-            out.write(chunk)
+        print_run(run, ctx.queue.open_log(run))
+
+
+def follow_logs(ctx: Context, job_id: str) -> None:
+    """`logs --follow`: each run as Queue.follow_log gives it, then the job's end as `wait`
+    reports it."""
+    from .wait import final_status, interruptible
+
+    with interruptible():
+        for run, log in ctx.queue.follow_log(job_id):
+            print_run(run, log)
+        status = final_status([ctx.queue.get(job_id)])
+    if status:
+        raise SystemExit(status)
+
+
+def print_run(run: Run, log: RunLog) -> None:
+    """One run's header (on stderr) and its output (on stdout), chunk by chunk."""
+    outcome = run.outcome or "running"
+    exit_text = "" if run.exit_code is None else f", exit {run.exit_code}"
+    click.echo(f"=== attempt {run.attempt} ({outcome}{exit_text}) ===", err=True)
+    if log.from_store and run.output_tail:
+        # On stderr, as the header: stdout stays the output alone, for scripts.
+        click.echo(f"queuectl: {kept_note(run, log)}", err=True)
+    out = sys.stdout.buffer
+    for chunk in log.chunks:
+        out.write(chunk)
         out.flush()
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import DependencyError, DuplicateJob
-from ..models import FAILED_DEPENDENCY_STATES, JobSpec, JobState
+from ..models import ENDED_BADLY, JobSpec, JobState
 from .rows import new_job_row
 
 
@@ -81,7 +81,7 @@ def _dependency(tx: Any, sql: Any, job_id: str, dep: str) -> tuple:
     if row is None:
         raise DependencyError(f"job {job_id!r} runs after {dep!r}, and there is no such job")
     state = JobState(row[1])
-    if state in FAILED_DEPENDENCY_STATES:
+    if state in ENDED_BADLY:
         raise DependencyError(
             f"job {job_id!r} runs after {dep!r}, which already ended {state}: it would never run"
         )
@@ -104,7 +104,7 @@ def settle_dependents(tx: Any, sql: Any, job_id: str, state: JobState) -> None:
         released = tx.execute(sql.RELEASE_DEPENDENTS, {"job": job_id, "now": tx.now})
         if released.rowcount:
             tx.wake("release")
-    elif state in FAILED_DEPENDENCY_STATES:
+    elif state in ENDED_BADLY:
         tx.execute(sql.CANCEL_DEPENDENTS, {"job": job_id, "state": state.value, "now": tx.now})
 
 
