@@ -8,15 +8,12 @@ with Queue.open("jobs.db") as queue:
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import config
 from .errors import DuplicateJob, QueueError
 from .models import (
-    ENDED_BADLY,
-    FINISHED_STATES,
     CommandFate,
     Job,
     JobSpec,
@@ -26,6 +23,10 @@ from .models import (
 )
 from .specs import SpecError, build_spec, parse_spec_json
 from .store import Store, WorkerInfo, open_store
+
+if TYPE_CHECKING:  # imported when used: `enqueue` loads neither
+    from .runlogs import RunLog
+    from .watching import WaitResult
 
 
 class Status(NamedTuple):
@@ -39,48 +40,11 @@ class Canceled(NamedTuple):
     command: CommandFate | None  # for a job that was running; None otherwise
 
 
-class RunLog(NamedTuple):
-    """A run's output as `logs` prints it, and where it comes from."""
-
-    chunks: Iterator[bytes]
-    # The run's log file is not on this host (deleted, or the run was on another host): the
-    # output is the tail the store keeps, empty if the run printed nothing or is still running.
-    from_store: bool
-    partial: bool  # from the store, and only the end of the output
-    other_host: str | None  # the host that ran it, if not this one: its log file is there
-
-
 class Enqueued(NamedTuple):
     """A spec's job: the one added, or the unfinished job that already held its unique_key."""
 
     id: str
     existing: bool  # True: nothing was written for the spec; `id` is that other job
-
-
-class WaitResult(NamedTuple):
-    """What `Queue.wait` saw: every job named, as last read (in the order first named)."""
-
-    jobs: dict[str, Job]
-    timed_out: bool  # the timeout passed first: some jobs are not finished
-
-    @property
-    def unfinished(self) -> list[Job]:
-        return [job for job in self.jobs.values() if job.state not in FINISHED_STATES]
-
-    @property
-    def failed(self) -> list[Job]:
-        """The jobs that ended `dead` or `canceled`."""
-        return [job for job in self.jobs.values() if job.state in ENDED_BADLY]
-
-
-# How often `wait` and `logs --follow` look at the store. A job's end wakes nobody (a worker
-# that records it notifies only when there is new work), so they poll, with one indexed read
-# per look: 5 a second costs no measurable CPU and keeps them within SPEC §7's half second.
-POLL_SECONDS = 0.2
-# With a progress bar, `wait` also looks at every unfinished job, not only the first, at most
-# this often (and no more than one job per PROGRESS_SWEEP_PER_JOB seconds on average).
-PROGRESS_SWEEP_SECONDS = 1.0
-PROGRESS_SWEEP_PER_JOB = 0.005
 
 
 class BulkSpecError(QueueError):
@@ -232,7 +196,7 @@ class Queue:
     def open_log(self, run: Run, chunk_size: int = 1 << 16) -> RunLog:
         """A run's full output from its log file, or the tail kept in the store when the file
         is gone or lives on another host (RunLog says which)."""
-        from .runlogs import TAIL_BYTES, open_run_log, read_chunks
+        from .runlogs import TAIL_BYTES, RunLog, open_run_log, read_chunks
 
         try:
             handle = open_run_log(run.log_path or "")
@@ -258,18 +222,8 @@ class Queue:
         timeout: float | None = None,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> WaitResult:
-        """Block until every job of `job_ids` has finished (`completed`, `dead` or `canceled`)
-        or `timeout` seconds (None: no limit) have passed, changing nothing; returns each job
-        as last read (every one read again at the timeout) and whether the timeout passed
-        first (`queuectl wait`, SPEC §7).
-
-        Every id is read first: JobNotFound, before any waiting, for one that does not exist.
-        Then the jobs are read every POLL_SECONDS in the order given, only the first
-        unfinished one each time (an idle wait costs one indexed read per look, however many
-        jobs) and the next ones as soon as it has finished: the call returns within about
-        POLL_SECONDS of the last job's end. `on_progress(finished, total)` is called at the
-        start and whenever the count changes; with it, every unfinished job is also read about
-        once a second, so that the count keeps up with jobs that finish out of order.
+        """Block until every job of `job_ids` has finished or `timeout` seconds (None: no
+        limit) have passed, changing nothing (`queuectl wait`, SPEC §7): see watching.wait_for.
 
             with Queue.open("jobs.db") as queue:
                 result = queue.wait(["build", "test"], timeout=600)
@@ -278,97 +232,16 @@ class Queue:
             for job in result.failed:
                 print(job.id, job.state, job.last_error)
         """
-        jobs = {job_id: self.store.get(job_id) for job_id in dict.fromkeys(job_ids)}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pending = deque(job.id for job in jobs.values() if job.state not in FINISHED_STATES)
-        total = len(jobs)
-        if on_progress is not None:
-            on_progress(total - len(pending), total)
-        sweep_every = max(PROGRESS_SWEEP_SECONDS, total * PROGRESS_SWEEP_PER_JOB)
-        next_sweep = time.monotonic() + sweep_every
-        while pending:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                # Read each one again, so that the result says which are still unfinished.
-                pending = deque(job_id for job_id in pending if not self._reread(jobs, job_id))
-                return WaitResult(jobs, bool(pending))
-            time.sleep(POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - now))
-            before = len(pending)
-            while pending and self._reread(jobs, pending[0]):
-                pending.popleft()
-            if on_progress is not None and pending and time.monotonic() >= next_sweep:
-                pending = deque(job_id for job_id in pending if not self._reread(jobs, job_id))
-                next_sweep = time.monotonic() + sweep_every
-            if on_progress is not None and len(pending) != before:
-                on_progress(total - len(pending), total)
-        return WaitResult(jobs, False)
+        from .watching import wait_for
 
-    def _reread(self, jobs: dict[str, Job], job_id: str) -> bool:
-        """Read one job again into `jobs`; whether it has finished."""
-        job = jobs[job_id] = self.store.get(job_id)
-        return job.state in FINISHED_STATES
+        return wait_for(self.store, job_ids, timeout, on_progress)
 
     def follow_log(self, job_id: str, chunk_size: int = 1 << 16) -> Iterator[tuple[Run, RunLog]]:
         """A job's runs, oldest first, each with its output as it is written, until the job
-        has finished (`logs --follow`); JobNotFound at once for an unknown id. The caller reads
-        the job's final state with get() afterwards.
+        has finished (`logs --follow`): see watching.follow."""
+        from .watching import follow
 
-        A run on this host comes as soon as its log file has a name (its command has run for
-        a moment, or has ended); its chunks follow the file, waiting at its end, until the run
-        has ended and all of it is read. Read them all before asking for the next run. A run
-        on another host comes when it has ended, with the tail the store keeps (open_log).
-        Nothing but one chunk is held in memory; while there is nothing new, the file and the
-        store are looked at every POLL_SECONDS."""
-        from .liveness import host_name
-
-        here = host_name()
-        shown = 0  # runs yielded so far
-        while True:
-            job = self.store.get(job_id, with_runs=True)
-            if shown < len(job.runs):
-                run = job.runs[shown]
-                if run.finished_at is not None:  # ended: all of its output is there to read
-                    shown += 1
-                    yield run, self.open_log(run, chunk_size)
-                    continue
-                # A run's pid is recorded just before its log file gets its name: until then
-                # the file is anonymous, or a stale one of a deleted store holds the name.
-                handle = _open_growing(run) if run.host == here and run.pid is not None else None
-                if handle is not None:
-                    shown += 1
-                    chunks = self._follow_file(job_id, run.run_id, handle, chunk_size)
-                    yield run, RunLog(chunks, False, False, None)
-                    continue
-            elif job.state in FINISHED_STATES:
-                return
-            time.sleep(POLL_SECONDS)
-
-    def _follow_file(
-        self, job_id: str, run_id: int, handle: BinaryIO, chunk_size: int
-    ) -> Iterator[bytes]:
-        """A running run's log file, chunk by chunk as it grows, to its end once the run has
-        ended (what is written after that, by a process that left its group, is not shown)."""
-        ended = False
-        with handle:
-            while True:
-                try:
-                    chunk = handle.read(chunk_size)
-                except OSError as exc:
-                    raise QueueError(
-                        f"cannot read the log file {handle.name}: {exc.strerror}"
-                    ) from None
-                if chunk:
-                    yield chunk
-                elif ended:
-                    return
-                else:
-                    time.sleep(POLL_SECONDS)
-                    # Read once more after the end is seen: the last output may be just in.
-                    ended = all(
-                        run.finished_at is not None
-                        for run in self.store.runs(job_id)
-                        if run.run_id == run_id
-                    )
+        return follow(self.store, job_id, self.open_log, chunk_size)
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -436,17 +309,6 @@ class Queue:
         silent = _silent_for(self.store, self.live_workers(lease), worker_ids)
         limit = 3 * heartbeat_interval(lease)
         return {worker_id: seconds for worker_id, seconds in silent.items() if seconds > limit}
-
-
-def _open_growing(run: Run) -> BinaryIO | None:
-    """The log file of a run on this host, open for reading from its start; None while it
-    has no name yet."""
-    from .runlogs import open_run_log
-
-    try:
-        return open_run_log(run.log_path or "")
-    except OSError:
-        return None
 
 
 def _silent_for(

@@ -11,10 +11,22 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from .errors import QueueError
 from .models import OWNER_ONLY, OWNER_ONLY_FOLDER
+
+
+class RunLog(NamedTuple):
+    """A run's output as `logs` prints it, and where it comes from."""
+
+    chunks: Iterator[bytes]
+    # The run's log file is not on this host (deleted, or the run was on another host): the
+    # output is the tail the store keeps, empty if the run printed nothing or is still running.
+    from_store: bool
+    partial: bool  # from the store, and only the end of the output
+    other_host: str | None  # the host that ran it, if not this one: its log file is there
+
 
 # How much of a run's output the store keeps (the end of it).
 TAIL_BYTES = 8192

@@ -9,7 +9,7 @@ import click
 
 from ..formatting import JOB_HEADERS, clean, job_details, job_rows, table
 from ..models import INT64_MAX, STATES, CommandFate, Run, iso
-from ..queue import RunLog
+from ..runlogs import RunLog
 from .base import Command, Context, pass_ctx, pass_reader
 from .options import emit_json, json_option, stored_text
 
