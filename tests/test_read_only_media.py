@@ -103,6 +103,7 @@ def test_read_commands_work_and_the_others_name_the_cause(media, tmp_path):
     status = cli.json("status")
     assert status["store"] == cli.db
     assert status["jobs"] == {
+        "waiting": 0,
         "pending": 1,
         "processing": 0,
         "completed": 1,

@@ -105,6 +105,7 @@ def test_kill_9_of_the_whole_pool_loses_no_job_and_keeps_the_store_intact(sqlite
 
     counts = status(cli)["jobs"]
     assert counts == {
+        "waiting": 0,
         "pending": 0,
         "processing": 0,
         "completed": total,
