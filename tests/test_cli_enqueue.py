@@ -343,6 +343,10 @@ NOT_ON_THE_ENQUEUE_PATH = (
     "queuectl.runlogs",
     "queuectl.process_groups",
     "queuectl.supervisor",
+    "queuectl.job_run",
+    "queuectl.watching",
+    "queuectl.cli.wait",
+    "queuectl.store.chaining",  # only a spec with `after` or `unique_key` needs it
     "dotenv",
     "psycopg",
     "locale",

@@ -45,13 +45,6 @@ from . import (
     WorkerInfo,
     worker_row_kept,
 )
-from .chaining import (
-    add_linked,
-    check_batch,
-    key_held_elsewhere,
-    settle_dependents,
-    settle_stranded,
-)
 from .rows import (
     claim_fence,
     counts_by_state,
@@ -120,6 +113,8 @@ class Operations:
         if not any(spec.after or spec.unique_key is not None for spec in specs):
             self._insert_plain(specs, ids)
             return ids
+        from .chaining import add_linked, check_batch  # not on a plain enqueue's path
+
         check_batch(specs)
         sql = self.sql
 
@@ -235,6 +230,8 @@ class Operations:
     def rescue_expired(self, policy: RetryPolicy, lease_seconds: float) -> list[str]:
         """Requeue (or bury) jobs whose lease expired, as failed runs, and forget workers
         silent for longer than worker_row_kept(lease_seconds). The ids of the jobs rescued."""
+        from .chaining import settle_dependents, settle_stranded
+
         sql = self.sql
 
         def rescue(tx: Transaction) -> list[str]:
@@ -263,6 +260,8 @@ class Operations:
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
         """dead -> pending with attempts 0, due now; all dead jobs when `job_ids` is None.
         JobNotFound / InvalidTransition (nothing changed) if any listed job is not dead."""
+        from .chaining import key_held_elsewhere
+
         sql = self.sql
         chosen: list[str] = []
 
@@ -297,6 +296,8 @@ class Operations:
     def cancel(self, job_id: str) -> JobState:
         """Cancel a pending, failed or processing job; the state it was in. JobNotFound, or
         InvalidTransition for a finished job (nothing changed)."""
+        from .chaining import settle_dependents
+
         sql = self.sql
         previous: list[JobState] = []
 

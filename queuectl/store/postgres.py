@@ -46,7 +46,6 @@ from ..errors import DuplicateJob, StoreError
 from ..models import Claim, JobSpec, JobState
 from . import ClaimRequest, Finished
 from . import postgres_sql as sql
-from .chaining import settle_dependents
 from .operations import RETRY, Operations
 from .postgres_conn import PostgresStoreBase, close_quietly
 from .rows import new_job_row
@@ -163,6 +162,8 @@ class PostgresStore(PostgresStoreBase, Operations):
             return row is not None and row[0] == outcome
 
         if params["state"] == JobState.DEAD.value:
+            from .chaining import settle_dependents  # not on enqueue's path
+
             # Its dependents are canceled in the same transaction: a recursive statement of
             # its own, after the outcome (rare enough for a second round trip).
             def bury(cur) -> bool:

@@ -23,7 +23,6 @@ from ..faults import crash_point
 from ..models import Claim, Job, JobSpec, JobState
 from . import ClaimRequest, Finished, Heartbeat
 from . import sqlite_sql as sql
-from .chaining import settle_dependents
 from .operations import Operations
 from .rows import new_job_row
 from .sqlite_conn import SQLiteStoreBase, translate
@@ -160,6 +159,8 @@ class SQLiteStore(SQLiteStoreBase, Operations):
 
     @translate
     def _finish(self, claim: Claim, params: dict, then_claim: ClaimRequest | None) -> Finished:
+        from .chaining import settle_dependents  # not on enqueue's path
+
         with self._write() as conn:
             tx = _Transaction(conn, self.now())
             params = {**params, "now": tx.now}
