@@ -60,14 +60,8 @@ def wait_for(
     jobs) and the next ones as soon as it has finished: the call returns within about
     POLL_SECONDS of the last job's end. `on_progress(finished, total)` is called at the
     start and whenever the count changes; with it, every unfinished job is also read about
-    once a second, so that the count keeps up with jobs that finish out of order.
-
-        with Queue.open("jobs.db") as queue:
-            result = queue.wait(["build", "test"], timeout=600)
-        if result.timed_out:
-            print("still running:", [job.id for job in result.unfinished])
-        for job in result.failed:
-            print(job.id, job.state, job.last_error)
+    once a second, so that the count keeps up with jobs that finish out of order. (An
+    example of its use: Queue.wait.)
     """
     jobs = {job_id: store.get(job_id) for job_id in dict.fromkeys(job_ids)}
     deadline = None if timeout is None else time.monotonic() + timeout
