@@ -77,6 +77,7 @@ class Operations:
     """Every store operation whose rules do not depend on the backend (see the module doc)."""
 
     sql: Any  # the backend's module of named statements
+    admin_sql_module: str  # its module of operators' statements (SPEC §8), imported on use
     log_dir: os.PathLike
     # Per registered worker: id, host, pid and its first start time (None until registered),
     # so that a worker whose row was pruned during a long stall comes back as it was.
@@ -92,6 +93,14 @@ class Operations:
         probe: Callable[[Transaction], Any] | None = None,
     ) -> Any:
         raise NotImplementedError
+
+    @property
+    def admin_sql(self) -> Any:
+        """The backend's statements for queues, run counts, prune and schedules: a module
+        of their own, off `enqueue`'s import path."""
+        import importlib
+
+        return importlib.import_module(self.admin_sql_module)
 
     def _listen_for_work(self) -> None:
         """Start listening for new work (before a worker's first claim); a backend hook."""

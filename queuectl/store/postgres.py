@@ -80,6 +80,7 @@ class _Transaction:
 
 class PostgresStore(PostgresStoreBase, Operations):
     sql = sql
+    admin_sql_module = "queuectl.store.postgres_admin_sql"
 
     def _transaction(
         self,

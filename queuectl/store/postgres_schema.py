@@ -86,4 +86,64 @@ MIGRATIONS = [
     );
     CREATE INDEX queuectl_job_deps_job ON queuectl_job_deps (job_seq);
     """,
+    # SPEC §8: see sqlite_schema.py's migration 5. Run counts are spread over a few shards
+    # per (queue, outcome), so that workers closing runs at once seldom wait on one row.
+    """
+    CREATE TABLE queuectl_queues (
+        name        text    PRIMARY KEY,
+        paused      boolean NOT NULL DEFAULT false,
+        max_running bigint  NOT NULL DEFAULT 0
+    );
+    INSERT INTO queuectl_queues (name) SELECT DISTINCT queue FROM queuectl_jobs;
+    CREATE INDEX queuectl_jobs_queue_ready ON queuectl_jobs (queue, priority DESC, run_at, seq)
+        WHERE state IN ('pending', 'failed');
+    CREATE TABLE queuectl_run_counts (
+        queue   text             NOT NULL,
+        outcome text             NOT NULL,
+        shard   smallint         NOT NULL,
+        runs    bigint           NOT NULL,
+        seconds double precision NOT NULL,
+        PRIMARY KEY (queue, outcome, shard)
+    );
+    INSERT INTO queuectl_run_counts (queue, outcome, shard, runs, seconds)
+    SELECT j.queue,
+           CASE WHEN r.outcome <> 'exited' THEN r.outcome
+                WHEN r.exit_code = 0 THEN 'completed' ELSE 'failed' END AS label,
+           0, count(*), coalesce(sum(r.finished_at - r.started_at), 0)
+    FROM queuectl_runs r JOIN queuectl_jobs j ON j.seq = r.job_seq
+    WHERE r.outcome IS NOT NULL
+    GROUP BY j.queue, label;
+    CREATE FUNCTION queuectl_count_run() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO queuectl_run_counts AS c (queue, outcome, shard, runs, seconds)
+        SELECT j.queue,
+               CASE WHEN NEW.outcome <> 'exited' THEN NEW.outcome
+                    WHEN NEW.exit_code = 0 THEN 'completed' ELSE 'failed' END,
+               pg_backend_pid() % 8, 1, coalesce(NEW.finished_at - NEW.started_at, 0)
+        FROM queuectl_jobs j WHERE j.seq = NEW.job_seq
+        ON CONFLICT (queue, outcome, shard)
+        DO UPDATE SET runs = c.runs + 1, seconds = c.seconds + excluded.seconds;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER queuectl_runs_counted AFTER UPDATE OF outcome ON queuectl_runs
+        FOR EACH ROW WHEN (OLD.outcome IS NULL AND NEW.outcome IS NOT NULL)
+        EXECUTE FUNCTION queuectl_count_run();
+    CREATE TABLE queuectl_schedules (
+        name             text             PRIMARY KEY,
+        cron             text             NOT NULL,
+        tz               text             NOT NULL,
+        command          text             NOT NULL,
+        queue            text             NOT NULL,
+        priority         bigint           NOT NULL,
+        max_retries      bigint,
+        timeout          double precision,
+        overlap          text             NOT NULL,
+        paused           boolean          NOT NULL DEFAULT false,
+        created_at       double precision NOT NULL,
+        next_run_at      double precision,
+        last_enqueued_at double precision,
+        last_job_id      text
+    );
+    """,
 ]

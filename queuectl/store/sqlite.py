@@ -55,6 +55,7 @@ class _Transaction:
 
 class SQLiteStore(SQLiteStoreBase, Operations):
     sql = sql
+    admin_sql_module = "queuectl.store.sqlite_admin_sql"
 
     @translate
     def _transaction(

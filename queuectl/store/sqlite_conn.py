@@ -211,9 +211,8 @@ class SQLiteStoreBase:
             if version == 0:
                 self._refuse_foreign_database(conn)
             for number in range(version, len(schema.MIGRATIONS)):
-                for statement in schema.MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in schema.statements(schema.MIGRATIONS[number]):
+                    conn.execute(statement)
             conn.execute(sql.set_schema_version(len(schema.MIGRATIONS)))
 
     def _refuse_foreign_database(self, conn: sqlite3.Connection) -> None:

@@ -3,6 +3,22 @@ sqlite_conn.py, each once (the version is kept in the store). Never edit one tha
 add the next. The statements that use the tables are sqlite_sql.py's.
 """
 
+import sqlite3
+from collections.abc import Iterator
+
+
+def statements(script: str) -> Iterator[str]:
+    """The statements of one migration, in order: split at each `;` that ends a complete
+    statement (a trigger's body holds `;` of its own)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+
+
 # Migration N brings the schema from user_version N-1 to N. Never edit one that has shipped.
 MIGRATIONS = [
     """
@@ -94,5 +110,63 @@ MIGRATIONS = [
         job_seq INTEGER NOT NULL,
         PRIMARY KEY (dep_seq, job_seq)
     ) WITHOUT ROWID;
+    """,
+    # SPEC §8. `queues` names every queue that has had a job or a setting: the claim walks it to
+    # take each open queue's best job through jobs_queue_ready, so a paused or full queue's
+    # backlog is never scanned past. `run_counts` keeps the runs by queue and outcome apart
+    # from the jobs (metrics; they survive prune), counted by a trigger as each run closes,
+    # whichever statement closes it. `schedules`: next_run_at is the next fire time to enqueue.
+    """
+    CREATE TABLE queues (
+        name        TEXT    PRIMARY KEY,
+        paused      INTEGER NOT NULL DEFAULT 0,
+        max_running INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    INSERT INTO queues (name) SELECT DISTINCT queue FROM jobs;
+    CREATE INDEX jobs_queue_ready ON jobs (queue, priority DESC, run_at, seq)
+        WHERE state IN ('pending', 'failed');
+    CREATE TABLE run_counts (
+        queue   TEXT    NOT NULL,
+        outcome TEXT    NOT NULL,
+        runs    INTEGER NOT NULL,
+        seconds REAL    NOT NULL,
+        PRIMARY KEY (queue, outcome)
+    ) WITHOUT ROWID;
+    INSERT INTO run_counts (queue, outcome, runs, seconds)
+    SELECT j.queue,
+           CASE WHEN r.outcome <> 'exited' THEN r.outcome
+                WHEN r.exit_code = 0 THEN 'completed' ELSE 'failed' END AS label,
+           count(*), total(r.finished_at - r.started_at)
+    FROM runs r JOIN jobs j ON j.seq = r.job_seq
+    WHERE r.outcome IS NOT NULL
+    GROUP BY j.queue, label;
+    CREATE TRIGGER runs_counted AFTER UPDATE OF outcome ON runs
+    WHEN OLD.outcome IS NULL AND NEW.outcome IS NOT NULL
+    BEGIN
+        INSERT INTO run_counts (queue, outcome, runs, seconds)
+        SELECT queue,
+               CASE WHEN NEW.outcome <> 'exited' THEN NEW.outcome
+                    WHEN NEW.exit_code = 0 THEN 'completed' ELSE 'failed' END,
+               1, coalesce(NEW.finished_at - NEW.started_at, 0)
+        FROM jobs WHERE seq = NEW.job_seq
+        ON CONFLICT (queue, outcome)
+        DO UPDATE SET runs = runs + 1, seconds = seconds + excluded.seconds;
+    END;
+    CREATE TABLE schedules (
+        name             TEXT    PRIMARY KEY,
+        cron             TEXT    NOT NULL,
+        tz               TEXT    NOT NULL,
+        command          TEXT    NOT NULL,
+        queue            TEXT    NOT NULL,
+        priority         INTEGER NOT NULL,
+        max_retries      INTEGER,
+        timeout          REAL,
+        overlap          TEXT    NOT NULL,
+        paused           INTEGER NOT NULL DEFAULT 0,
+        created_at       REAL    NOT NULL,
+        next_run_at      REAL,
+        last_enqueued_at REAL,
+        last_job_id      TEXT
+    );
     """,
 ]
