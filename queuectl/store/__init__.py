@@ -145,6 +145,21 @@ class Store(Protocol):
     def next_run_at(self, queues: Sequence[str] | None) -> float | None:
         """When the earliest waiting job becomes due, or None if there is none."""
 
+    def pause_queues(self, names: Sequence[str], paused: bool) -> None:
+        """Pause queues (no claim takes their jobs), or resume them and wake idle workers."""
+
+    def limit_queue(self, name: str, limit: int) -> None:
+        """At most `limit` jobs of the queue processing at once across every worker (0: none)."""
+
+    def queues(self) -> list:
+        """Every queue with jobs or settings, by name (store.queue_settings.QueueInfo)."""
+
+    def paused_queues(self) -> list[str]:
+        """The paused queues' names, sorted."""
+
+    def run_counts(self) -> list:
+        """Runs ended so far by queue and outcome (store.queue_settings.RunCount)."""
+
     def wait_for_work(self, timeout: float) -> None:
         """Block up to `timeout` seconds, returning early when the store may have new work."""
 

@@ -405,12 +405,44 @@ class Operations:
 
         return self._transaction(ask)
 
+    # -- queues (SPEC §8; the rules are queue_settings.py's, imported on first use) ---------
+
+    def pause_queues(self, names: Sequence[str], paused: bool) -> None:
+        """Pause queues, or resume them (which wakes idle workers)."""
+        from .queue_settings import set_paused
+
+        self._transaction(lambda tx: set_paused(tx, self.admin_sql, names, paused))
+
+    def limit_queue(self, name: str, limit: int) -> None:
+        """Set a queue's limit on running jobs; 0 removes it."""
+        from .queue_settings import set_limit
+
+        self._transaction(lambda tx: set_limit(tx, self.admin_sql, name, limit))
+
+    def queues(self) -> list:
+        """Every queue with jobs or settings (QueueInfo), by name."""
+        from .queue_settings import list_queues
+
+        return self._transaction(lambda tx: list_queues(tx, self.admin_sql), reads=True)
+
+    def paused_queues(self) -> list[str]:
+        """The paused queues' names, sorted."""
+        from .queue_settings import paused_queues
+
+        return self._transaction(lambda tx: paused_queues(tx, self.admin_sql), reads=True)
+
+    def run_counts(self) -> list:
+        """Runs ended so far by queue and outcome (RunCount); prune never lowers them."""
+        from .queue_settings import run_counts
+
+        return self._transaction(lambda tx: run_counts(tx, self.admin_sql), reads=True)
+
     # -- waiting ---------------------------------------------------------------------------
 
     def next_run_at(self, queues: Sequence[str] | None) -> float | None:
         """When the earliest waiting job becomes due, or None if there is none."""
-        queue_filter, params = self.sql.queue_filter(queues)
-        statement = self.sql.NEXT_RUN_AT.format(queue_filter=queue_filter)
+        filters, params = self.sql.queue_filter(queues)
+        statement = self.sql.NEXT_RUN_AT.format(**filters)
         return self._transaction(
             lambda tx: tx.execute(statement, params).fetchone()[0], reads=True, single=True
         )

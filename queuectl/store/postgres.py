@@ -45,6 +45,7 @@ except ImportError:  # the `postgres` extra is not installed (PostgresStore says
 from ..errors import DuplicateJob, StoreError
 from ..models import Claim, JobSpec, JobState
 from . import ClaimRequest, Finished
+from . import postgres_claim_sql as claim_sql
 from . import postgres_sql as sql
 from .operations import RETRY, Operations
 from .postgres_conn import PostgresStoreBase, close_quietly
@@ -137,16 +138,44 @@ class PostgresStore(PostgresStoreBase, Operations):
     # -- running ---------------------------------------------------------------------------
 
     def claim(self, request: ClaimRequest) -> Claim | None:
-        statement, params = _claim_statement(sql.CLAIM_JOB, request)
+        return self._claim(request, ())
+
+    def _claim(self, request: ClaimRequest, passed: tuple[str, ...]) -> Claim | None:
+        """The best claim, leaving out the limited queues in `passed` (found full)."""
+        limited, claim = self._pick(request, passed)
+        if limited is None:
+            return claim
+        # The best job is in a limited queue: claimed under its lock (postgres_claim_sql.py),
+        # or, if it is full now, the best job elsewhere.
+        return self._claim_limited(request, limited) or self._claim(request, (*passed, limited))
+
+    def _pick(self, request: ClaimRequest, passed: tuple[str, ...]) -> tuple[str | None, Any]:
+        statement, params = _claim_statement(claim_sql.CLAIM_JOB, request, passed)
+
+        def take(cur) -> tuple[str | None, Claim | None]:
+            row = cur.execute(statement, params).fetchone()
+            return row[0], _claim_in(row[1:], request)
+
+        def landed(cur):
+            claim = _find_claim(cur, request, params["token"])
+            return RETRY if claim is None else (None, claim)
+
+        return self._run(take, probe=landed, single=True)
+
+    def _claim_limited(self, request: ClaimRequest, queue: str) -> Claim | None:
+        _, params = _claim_statement("", request, ())
+        params["limited"] = queue
 
         def take(cur) -> Claim | None:
-            return sql.to_claim(cur.execute(statement, params).fetchone(), request.worker_id)
+            cur.execute(claim_sql.LOCK_LIMITED_QUEUE, params)
+            row = cur.execute(claim_sql.CLAIM_LIMITED, params).fetchone()
+            return sql.to_claim(row, request.worker_id)
 
         def landed(cur):
             claim = _find_claim(cur, request, params["token"])
             return RETRY if claim is None else claim
 
-        return self._run(take, probe=landed, single=True)
+        return self._run(take, probe=landed)
 
     def _record_outcome(
         self, claim: Claim, params: dict, then_claim: ClaimRequest | None
@@ -187,22 +216,28 @@ class PostgresStore(PostgresStoreBase, Operations):
                 single=True,
             )
             return Finished(held, None)
-        statement, claim_params = _claim_statement(sql.FINISH_AND_CLAIM, then_claim)
+        statement, claim_params = _claim_statement(claim_sql.FINISH_AND_CLAIM, then_claim, ())
         params.update(claim_params)
 
-        def both(cur) -> Finished:
+        def both(cur) -> tuple[Finished, str | None]:
             row = cur.execute(statement, params).fetchone()
-            next_claim = None if row[2] is None else sql.to_claim(row[2:], then_claim.worker_id)
-            return Finished(row[0] == 1, next_claim)
+            finished = Finished(row[0] == 1, _claim_in(row[4:], then_claim))
+            return finished, FREED if row[2] and finished.next_claim is None else row[3]
 
         def landed(cur):
             # One statement: its claim and its outcome landed together or not at all.
             next_claim = _find_claim(cur, then_claim, params["token"])
             if next_claim is not None:
-                return Finished(ours(cur), next_claim)
-            return Finished(True, None) if ours(cur) else RETRY
+                return Finished(ours(cur), next_claim), None
+            return (Finished(True, None), None) if ours(cur) else RETRY
 
-        return self._run(both, probe=landed, single=True)
+        finished, limited = self._run(both, probe=landed, single=True)
+        if limited is None:
+            return finished
+        if limited is FREED:  # the snapshot saw its queue full with the job just finished
+            return finished._replace(next_claim=self.claim(then_claim))
+        claim = self._claim_limited(then_claim, limited) or self._claim(then_claim, (limited,))
+        return finished._replace(next_claim=claim)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -251,17 +286,30 @@ class PostgresStore(PostgresStoreBase, Operations):
             close_quietly(listener)
 
 
-def _claim_statement(template: str, request: ClaimRequest) -> tuple[str, dict]:
+# What FINISH_AND_CLAIM's caller does next when the job it finished freed a place in a limited
+# queue and it claimed nothing: claim again, with a fresh snapshot.
+FREED = object()
+
+
+def _claim_statement(
+    template: str, request: ClaimRequest, passed: tuple[str, ...]
+) -> tuple[str, dict]:
     """A statement holding the claim CTEs, for this request, and its claim parameters. The
     random token names the claim in its run row, for `_find_claim` after a lost COMMIT."""
-    queue_filter, params = sql.queue_filter(request.queues)
+    filters, params = sql.queue_filter(request.queues)
     params.update(
         claimer=request.worker_id,
         host=request.host,
         lease=request.lease_seconds,
         token=os.urandom(12).hex(),
+        passed=list(passed),
     )
-    return template.format(queue_filter=queue_filter), params
+    return template.format(**filters), params
+
+
+def _claim_in(columns: Sequence, request: ClaimRequest) -> Claim | None:
+    """The claim in a statement's claim columns (NULLs when it claimed nothing)."""
+    return None if columns[0] is None else sql.to_claim(columns, request.worker_id)
 
 
 def _find_claim(cur, request: ClaimRequest, token: str) -> Claim | None:

@@ -7,7 +7,8 @@ with an application that may already have a `jobs` or `config` table.
 
 Statements use psycopg's `%(name)s` parameters, named as in sqlite_sql.py for the same
 statement (store/operations.py calls both alike); `{queue_filter}` is filled in per call, never
-with user data. The small functions at the end turn values into parameters and rows into objects.
+with user data. The small functions at the end turn values into parameters and rows into
+objects. The claim's statements are postgres_claim_sql.py's.
 """
 
 from __future__ import annotations
@@ -167,36 +168,6 @@ COUNT_BY_STATE = "SELECT (SELECT count(*) FROM queuectl_jobs), " + ", ".join(
     f"(SELECT count(*) FROM queuectl_jobs WHERE state = '{state}')" for state in COUNTED_STATES
 )
 
-# One round trip: pick with SKIP LOCKED (concurrent claimers pass over each other's rows instead
-# of waiting), mark processing, count the attempt, open the run. As two CTEs, `claimed` and
-# `run`, shared by CLAIM_JOB and FINISH_AND_CLAIM.
-# {queue_filter} is either empty or "AND queue = ANY(%(queues)s::text[])".
-CLAIM_CTES = f"""
-claimed AS (
-    UPDATE queuectl_jobs
-    SET state = 'processing', attempts = attempts + 1, worker_id = %(claimer)s,
-        lease_until = {NOW} + %(lease)s, updated_at = {NOW}
-    WHERE seq = (
-        SELECT seq FROM queuectl_jobs
-        WHERE state IN ('pending', 'failed') AND run_at <= {NOW} {{queue_filter}}
-        ORDER BY priority DESC, run_at, seq
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING *
-), run AS (
-    INSERT INTO queuectl_runs (job_seq, attempt, worker_id, host, started_at, token)
-    SELECT seq, attempts, %(claimer)s, %(host)s, {NOW}, %(token)s FROM claimed
-    RETURNING run_id
-)"""
-CLAIMED = f"claimed.seq, {', '.join('claimed.' + c for c in JOB_COLUMNS.split(', '))}, run.run_id"
-
-CLAIM_JOB = f"""
-WITH {CLAIM_CTES}
-SELECT {CLAIMED}
-FROM claimed CROSS JOIN run
-"""
-
 # After a lost COMMIT of a claim: did it land? The token names this claim and nothing else.
 FIND_CLAIM = f"""
 SELECT j.seq, {", ".join("j." + c for c in JOB_COLUMNS.split(", "))}, r.run_id
@@ -204,9 +175,6 @@ FROM queuectl_jobs j JOIN queuectl_runs r ON r.job_seq = j.seq AND r.attempt = j
 WHERE j.state = 'processing' AND j.worker_id = %(worker)s AND r.token = %(token)s
 """
 
-NEXT_RUN_AT = """
-SELECT min(run_at) FROM queuectl_jobs WHERE state IN ('pending', 'failed') {queue_filter}
-"""
 
 SET_RUN_PID = "UPDATE queuectl_runs SET pid = %(pid)s WHERE run_id = %(run_id)s"
 
@@ -244,7 +212,7 @@ finished AS (
         worker_id = NULL, lease_until = NULL, updated_at = {NOW}
     WHERE id = %(job)s AND state = 'processing' AND worker_id = %(worker)s
           AND attempts = %(attempt)s AND {RUN_STILL_OPEN}
-    RETURNING seq, state
+    RETURNING seq, state, queue
 ), released AS (
     -- A job completed: those waiting on it have one dependency less (SPEC §7); the last
     -- releases them. (Dead: postgres.py cancels them in a transaction of two statements.)
@@ -267,22 +235,16 @@ finished AS (
     -- the rescuer use too, so they can never deadlock.
     WHERE run_id = %(run_id)s AND (SELECT count(*) FROM finished) >= 0
 )"""
-# A retry scheduled, or dependents released, wakes idle workers.
+# A retry scheduled, dependents released, or a place freed in a limited queue wakes idle workers.
 FINISHED = f"""(SELECT count(*) FROM finished),
-       (SELECT pg_notify('{CHANNEL}', 'retry') FROM finished
-        WHERE state = 'failed' OR EXISTS (SELECT 1 FROM released))"""
+       (SELECT pg_notify('{CHANNEL}', 'retry') FROM finished f
+        WHERE f.state = 'failed' OR EXISTS (SELECT 1 FROM released)
+           OR EXISTS (SELECT 1 FROM queuectl_queues q
+                      WHERE q.name = f.queue AND q.max_running > 0))"""
 
 FINISH_JOB = f"""
 WITH {FINISH_CTES}
 SELECT {FINISHED}
-"""
-
-# An outcome and the worker's next claim in one statement: one round trip and one commit per
-# job. The claim sees the statement's snapshot, in which the finished job is still processing.
-FINISH_AND_CLAIM = f"""
-WITH {FINISH_CTES}, {CLAIM_CTES}
-SELECT {FINISHED}, {CLAIMED}
-FROM (SELECT 1) AS one LEFT JOIN (claimed CROSS JOIN run) ON true
 """
 
 SELECT_RUN_OUTCOME = "SELECT outcome FROM queuectl_runs WHERE run_id = %(run_id)s"
@@ -420,8 +382,30 @@ def to_claim(row: Sequence | None, worker_id: str) -> Claim | None:
     return Claim(job=job, worker_id=worker_id, attempt=job.attempts, run_id=row[-1])
 
 
-def queue_filter(queues: Sequence[str] | None) -> tuple[str, dict]:
-    """The {queue_filter} of the claim and NEXT_RUN_AT for these queues, and its parameters."""
+# A queue a claim may take from (SPEC §8), for a row `q` of queuectl_queues: not paused, and
+# with fewer jobs running than its limit, if it has one. The running jobs are few (one per busy
+# worker), found through queuectl_jobs_state.
+OPEN_QUEUE = """
+NOT q.paused AND (q.max_running = 0 OR q.max_running > (
+    SELECT count(*) FROM queuectl_jobs p WHERE p.state = 'processing' AND p.queue = q.name))
+"""
+
+# When the next job a claim could take is due: the earliest run_at of each open queue (a paused
+# or full queue's due jobs would wake an idle worker for nothing), through queuectl_jobs_queue_due.
+NEXT_RUN_AT = f"""
+SELECT min(due) FROM queuectl_queues q CROSS JOIN LATERAL (
+    SELECT min(run_at) AS due FROM queuectl_jobs
+    WHERE queue = q.name AND state IN ('pending', 'failed')) AS d
+WHERE {OPEN_QUEUE} {{name_filter}}
+"""
+
+
+def queue_filter(queues: Sequence[str] | None) -> tuple[dict[str, str], dict]:
+    """The {queue_filter} (on jobs) and {name_filter} (on queues) of the claim and NEXT_RUN_AT
+    for these queues, and their parameters."""
     if not queues:
-        return "", {}
-    return "AND queue = ANY(%(queues)s::text[])", {"queues": list(queues)}
+        return {"queue_filter": "", "name_filter": ""}, {}
+    return {
+        "queue_filter": "AND queue = ANY(%(queues)s::text[])",
+        "name_filter": "AND q.name = ANY(%(queues)s::text[])",
+    }, {"queues": list(queues)}

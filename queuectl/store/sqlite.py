@@ -113,11 +113,11 @@ class SQLiteStore(SQLiteStoreBase, Operations):
 
     def _take(self, conn: sqlite3.Connection, request: ClaimRequest) -> Claim | None:
         """Claim the best ready job inside the caller's write transaction."""
-        queue_filter, params = sql.queue_filter(request.queues)
+        filters, params = sql.queue_filter(request.queues)
         now = self.now()
         params.update(worker=request.worker_id, host=request.host, now=now)
         params["lease"] = request.lease_seconds
-        row = conn.execute(sql.CLAIM_JOB.format(queue_filter=queue_filter), params).fetchone()
+        row = conn.execute(sql.CLAIM_JOB.format(**filters), params).fetchone()
         if row is None:
             return None
         job = Job.from_row(row[1:])

@@ -111,11 +111,13 @@ MIGRATIONS = [
         PRIMARY KEY (dep_seq, job_seq)
     ) WITHOUT ROWID;
     """,
-    # SPEC §8. `queues` names every queue that has had a job or a setting: the claim walks it to
-    # take each open queue's best job through jobs_queue_ready, so a paused or full queue's
-    # backlog is never scanned past. `run_counts` keeps the runs by queue and outcome apart
-    # from the jobs (metrics; they survive prune), counted by a trigger as each run closes,
-    # whichever statement closes it. `schedules`: next_run_at is the next fire time to enqueue.
+    # SPEC §8. `queues` names every queue that has had a job (a trigger adds it) or a setting:
+    # the claim walks it to take each open queue's best job through jobs_queue_ready, so a
+    # paused or full queue's backlog is never scanned past (jobs_queue_due, likewise, for the
+    # idle wait's next due time; it replaces jobs_due). `run_counts` keeps the runs by queue
+    # and outcome apart from the jobs (metrics; they survive prune), counted by a trigger as
+    # each run closes, whichever statement closes it. `schedules`: next_run_at is the next
+    # fire time to enqueue.
     """
     CREATE TABLE queues (
         name        TEXT    PRIMARY KEY,
@@ -123,8 +125,14 @@ MIGRATIONS = [
         max_running INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     INSERT INTO queues (name) SELECT DISTINCT queue FROM jobs;
+    CREATE TRIGGER jobs_queue_known AFTER INSERT ON jobs
+    BEGIN
+        INSERT OR IGNORE INTO queues (name) VALUES (NEW.queue);
+    END;
     CREATE INDEX jobs_queue_ready ON jobs (queue, priority DESC, run_at, seq)
         WHERE state IN ('pending', 'failed');
+    DROP INDEX jobs_due;
+    CREATE INDEX jobs_queue_due ON jobs (queue, run_at) WHERE state IN ('pending', 'failed');
     CREATE TABLE run_counts (
         queue   TEXT    NOT NULL,
         outcome TEXT    NOT NULL,

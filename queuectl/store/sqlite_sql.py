@@ -152,25 +152,56 @@ COUNT_BY_STATE = "SELECT (SELECT count(*) FROM jobs), " + ", ".join(
 
 # -- running ----------------------------------------------------------------------------------
 
-# {queue_filter} is either empty or "AND queue IN (:q0, :q1, …)". Without statistics the
-# planner prefers jobs_state and sorts every waiting job; INDEXED BY makes the lookup an index
-# walk.
+# Queues no claim may take from (SPEC §8): paused, or with as many jobs running as their limit.
+# The running jobs are few (one per busy worker), counted once per claim through jobs_state.
+BLOCKED_QUEUES = """
+SELECT name FROM queues WHERE paused
+UNION ALL
+SELECT q.name FROM queues q
+JOIN (SELECT queue, count(*) AS running FROM jobs INDEXED BY jobs_state
+      WHERE state = 'processing' GROUP BY queue) AS r ON r.queue = q.name
+WHERE q.max_running > 0 AND r.running >= q.max_running
+"""
+SETTINGS_IN_FORCE = "EXISTS (SELECT 1 FROM queues WHERE paused OR max_running > 0)"
+
+# The best ready job. With no queue paused or limited, one walk of jobs_ready (INDEXED BY:
+# without statistics the planner prefers jobs_state and sorts every waiting job). Otherwise
+# the best job of each queue that may run one, through jobs_queue_ready, then the best of
+# those: a paused or full queue's backlog, however long, is never walked past. All inside the
+# write transaction, so a limit is never exceeded. {queue_filter} and {name_filter} are empty
+# or restrict to the worker's queues (queue_filter below).
 CLAIM_JOB = f"""
 UPDATE jobs
 SET state = 'processing', attempts = attempts + 1, worker_id = :worker,
     lease_until = :now + :lease, updated_at = :now
-WHERE seq = (
+WHERE seq = CASE WHEN NOT {SETTINGS_IN_FORCE} THEN (
     SELECT seq FROM jobs INDEXED BY jobs_ready
     WHERE state IN ('pending', 'failed') AND run_at <= :now {{queue_filter}}
     ORDER BY priority DESC, run_at, seq
     LIMIT 1
-)
+) ELSE (
+    SELECT j.seq FROM (
+        SELECT (SELECT r.seq FROM jobs AS r INDEXED BY jobs_queue_ready
+                WHERE r.queue = q.name AND r.state IN ('pending', 'failed') AND r.run_at <= :now
+                ORDER BY r.priority DESC, r.run_at, r.seq LIMIT 1) AS seq
+        FROM queues q
+        WHERE q.name NOT IN ({BLOCKED_QUEUES}) {{name_filter}}
+    ) AS head JOIN jobs j ON j.seq = head.seq
+    ORDER BY j.priority DESC, j.run_at, j.seq
+    LIMIT 1
+) END
 RETURNING seq, {JOB_COLUMNS}
 """
 
-NEXT_RUN_AT = """
-SELECT min(run_at) FROM jobs INDEXED BY jobs_due
-WHERE state IN ('pending', 'failed') {queue_filter}
+# When the next job a claim could take is due: the earliest run_at of each queue that may
+# run one (a paused or full queue's due jobs would wake an idle worker for nothing).
+NEXT_RUN_AT = f"""
+SELECT min(due) FROM (
+    SELECT (SELECT min(run_at) FROM jobs INDEXED BY jobs_queue_due
+            WHERE queue = q.name AND state IN ('pending', 'failed')) AS due
+    FROM queues q
+    WHERE q.name NOT IN ({BLOCKED_QUEUES}) {{name_filter}}
+)
 """
 
 INSERT_RUN = """
@@ -299,10 +330,12 @@ UPDATE workers SET stop_requested = 1 WHERE last_heartbeat >= :now - :lease RETU
 """
 
 
-def queue_filter(queues: Sequence[str] | None) -> tuple[str, dict]:
-    """The {queue_filter} of CLAIM_JOB and NEXT_RUN_AT for these queues, and its parameters."""
+def queue_filter(queues: Sequence[str] | None) -> tuple[dict[str, str], dict]:
+    """The {queue_filter} (on jobs) and {name_filter} (on queues) of CLAIM_JOB and NEXT_RUN_AT
+    for these queues, and their parameters."""
     if not queues:
-        return "", {}
+        return {"queue_filter": "", "name_filter": ""}, {}
     names = {f"q{index}": name for index, name in enumerate(queues)}
     marks = ", ".join(f":{key}" for key in names)
-    return f"AND queue IN ({marks})", names
+    filters = {"queue_filter": f"AND queue IN ({marks})", "name_filter": f"AND q.name IN ({marks})"}
+    return filters, names

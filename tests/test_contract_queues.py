@@ -1,0 +1,174 @@
+"""The store contract: queue pause, limits, the queue list and run counts (SPEC §8).
+
+One suite run against every backend (the `store` and `timed` fixtures in conftest.py);
+helpers in storekit.py. The limit under many real pools is in test_queue_limits.py.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from storekit import EXIT_3, OK, add, claim, claim_all, make_dead
+
+from queuectl.models import STATES, JobState
+from queuectl.store import ClaimRequest, open_store
+
+
+def test_a_paused_queue_is_not_claimed_and_resume_makes_it_claimable(store):
+    add(store, "a1", "a2", queue="a")
+    add(store, "b1", queue="b")
+    store.pause_queues(["a"], True)
+    assert claim_all(store) == ["b1"]
+    assert claim(store, queues=["a"]) is None
+    assert store.next_run_at(None) is None  # a paused queue's due jobs wake nobody
+    store.pause_queues(["a"], False)
+    assert claim_all(store) == ["a1", "a2"]
+
+
+def test_pausing_a_queue_with_no_job_yet_holds_its_first_jobs(store):
+    store.pause_queues(["later"], True)
+    add(store, "l1", queue="later")  # enqueue still works
+    assert store.get("l1").state is JobState.PENDING
+    assert claim(store) is None
+    assert store.paused_queues() == ["later"]
+    store.pause_queues(["later"], False)
+    assert store.paused_queues() == []
+    assert claim(store).job.id == "l1"
+
+
+def test_running_jobs_of_a_paused_queue_finish(store):
+    add(store, "r1", "r2", queue="q")
+    held = claim(store)
+    store.pause_queues(["q"], True)
+    assert store.finish(held, OK, None).held
+    assert store.get("r1").state is JobState.COMPLETED
+    assert claim(store) is None
+
+
+def test_the_best_job_of_an_open_queue_is_taken_past_a_long_paused_backlog(store):
+    # The paused queue's jobs are older and of higher priority: every one is passed over.
+    add(store, *[f"p{i}" for i in range(300)], queue="paused", priority=5)
+    add(store, "low", queue="open", priority=-1)
+    add(store, "high", queue="open", priority=1)
+    add(store, "mid", queue="other")
+    store.pause_queues(["paused"], True)
+    assert claim_all(store) == ["high", "mid", "low"]
+
+
+def test_a_limit_holds_back_claims_until_a_running_job_ends(store):
+    add(store, "j1", "j2", "j3", queue="lim")
+    add(store, "o1", queue="other")
+    store.limit_queue("lim", 2)
+    first, second = claim(store, "w1"), claim(store, "w2")
+    assert {first.job.id, second.job.id} == {"j1", "j2"}
+    assert claim(store, "w3").job.id == "o1"  # the full queue is passed over
+    assert claim(store, "w3") is None
+    assert store.finish(first, OK, None).held
+    assert claim(store, "w3").job.id == "j3"
+
+
+def test_finish_and_claim_takes_the_place_its_own_job_freed(store):
+    add(store, "j1", "j2", queue="lim")
+    store.limit_queue("lim", 1)
+    held = claim(store)
+    request = ClaimRequest("w1", "host-a", None, 60.0)
+    assert store.finish(held, OK, None, request).next_claim.job.id == "j2"
+
+
+def test_a_limit_of_zero_removes_the_limit(store):
+    add(store, "j1", "j2", queue="lim")
+    store.limit_queue("lim", 1)
+    assert claim(store, "w1") is not None
+    assert claim(store, "w2") is None
+    store.limit_queue("lim", 0)
+    assert claim(store, "w2").job.id == "j2"
+
+
+def test_a_limit_is_also_a_pause_when_paused(store):
+    add(store, "j1", queue="lim")
+    store.limit_queue("lim", 3)
+    store.pause_queues(["lim"], True)
+    assert claim(store) is None
+    store.pause_queues(["lim"], False)
+    assert claim(store).job.id == "j1"
+
+
+def test_a_worker_of_some_queues_only_sees_those(store):
+    add(store, "a1", queue="a")
+    add(store, "b1", queue="b")
+    store.pause_queues(["zzz"], True)  # settings in force: the per-queue claim path
+    assert claim(store, queues=["b"]).job.id == "b1"
+    assert claim(store, queues=["b"]) is None
+    assert claim(store, queues=["a", "b"]).job.id == "a1"
+
+
+def test_the_queue_list_counts_jobs_by_state_with_settings(timed):
+    store = timed.store
+    make_dead(store, "a3", queue="a")
+    add(store, "a1", "a2", queue="a")
+    store.limit_queue("b", 4)  # settings only, no job
+    store.pause_queues(["c"], True)
+    store.pause_queues(["c"], False)  # back to no setting and no job: not listed
+    timed.advance(timed.unit)
+    queues = {q.name: q for q in store.queues()}
+    assert list(queues) == ["a", "b"]
+    a = queues["a"]
+    assert a.jobs == {**dict.fromkeys(STATES, 0), "pending": 2, "dead": 1}
+    assert (a.paused, a.limit) == (False, None)
+    assert a.oldest_ready_age >= timed.unit * 0.9
+    b = queues["b"]
+    assert (b.paused, b.limit, b.oldest_ready_age) == (False, 4, None)
+    assert sum(b.jobs.values()) == 0
+    assert b.to_dict().keys() == {"name", "paused", "limit", "jobs", "oldest_ready_age"}
+
+
+def test_run_counts_by_queue_and_outcome_count_every_way_a_run_ends(store):
+    add(store, "ok", queue="a")
+    assert store.finish(claim(store), OK, None).held
+    add(store, "bad", queue="b", max_retries=1)
+    assert store.finish(claim(store), EXIT_3, None).held
+    add(store, "gone", queue="b")
+    claim(store)
+    store.cancel("gone")
+    counts = {(c.queue, c.outcome): c.runs for c in store.run_counts()}
+    assert counts == {("a", "completed"): 1, ("b", "failed"): 1, ("b", "canceled"): 1}
+
+
+def test_a_limit_holds_under_concurrent_claimers(db_target):
+    """Eight threads, each with its own connection, claim and finish as fast as they can from
+    one queue limited to 2: the running count, checked inside every claim, never passes 2."""
+    setup = open_store(db_target)
+    add(setup, *[f"j{i}" for i in range(120)], queue="lim")
+    add(setup, *[f"o{i}" for i in range(40)], queue="other")
+    setup.limit_queue("lim", 2)
+    running: set[str] = set()
+    most = [0]
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        store = open_store(db_target)
+        try:
+            while (held := claim(store, f"w{n}")) is not None:
+                if held.job.queue == "lim":
+                    with lock:
+                        running.add(held.job.id)
+                        most[0] = max(most[0], len(running))
+                        assert len(running) <= 2, sorted(running)
+                    with lock:
+                        running.discard(held.job.id)
+                assert store.finish(held, OK, None).held
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert setup.counts()["completed"] == 160
+    assert 1 <= most[0] <= 2
+    setup.close()
