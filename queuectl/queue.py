@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from . import config
 from .errors import DuplicateJob, QueueError
 from .models import (
+    MAX_QUEUE_LENGTH,
     CommandFate,
     Job,
     JobSpec,
@@ -21,7 +22,7 @@ from .models import (
     Run,
     heartbeat_interval,
 )
-from .specs import SpecError, build_spec, parse_spec_json
+from .specs import SpecError, build_spec, check_name, parse_spec_json
 from .store import Store, WorkerInfo, open_store
 
 if TYPE_CHECKING:  # imported when used: `enqueue` loads neither
@@ -33,6 +34,7 @@ class Status(NamedTuple):
     store: str
     jobs: dict[str, int]
     workers: list[WorkerInfo]
+    paused_queues: list[str]
 
 
 class Canceled(NamedTuple):
@@ -187,7 +189,38 @@ class Queue:
     def status(self) -> Status:
         """The store, job counts by state and live workers (SPEC §4 `status`)."""
         lease = self.settings()["lease-seconds"]
-        return Status(self.store.description, self.store.counts(), self.live_workers(lease))
+        workers = self.live_workers(lease)
+        return Status(
+            self.store.description, self.store.counts(), workers, self.store.paused_queues()
+        )
+
+    # -- queues (SPEC §8) --------------------------------------------------------------------
+
+    def queues(self) -> list:
+        """Every queue that has jobs or settings, by name: store.queue_settings.QueueInfo
+        (name, paused, limit, jobs by state, oldest_ready_age)."""
+        return self.store.queues()
+
+    def pause_queues(self, names: Sequence[str]) -> None:
+        """Pause queues: no worker on any host claims their jobs until they are resumed;
+        enqueue still works and running jobs finish. A queue need not have jobs yet."""
+        self.store.pause_queues([_queue_name(name) for name in names], True)
+
+    def resume_queues(self, names: Sequence[str]) -> None:
+        """Resume queues: their jobs are claimable at once (idle workers are woken)."""
+        self.store.pause_queues([_queue_name(name) for name in names], False)
+
+    def limit_queue(self, name: str, limit: int) -> None:
+        """At most `limit` jobs of the queue run at the same moment across every worker and
+        host; 0 removes the limit. QueueError if `limit` is negative."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit < 2**63:
+            raise QueueError(f"the limit must be a whole number ≥ 0 (0 = no limit), got {limit!r}")
+        self.store.limit_queue(_queue_name(name), limit)
+
+    def run_counts(self) -> list:
+        """Runs ended so far by queue and outcome (store.queue_settings.RunCount): kept apart
+        from the jobs, so prune never lowers them."""
+        return self.store.run_counts()
 
     def runs(self, job_id: str) -> list[Run]:
         """A job's runs, oldest first."""
@@ -324,3 +357,11 @@ def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
 
     here = host_name()
     return {w.id for w in workers if w.host == here and process_alive(w.pid) is False}
+
+
+def _queue_name(name: str) -> str:
+    """A queue name as a job spec's `queue` field must be (QueueError otherwise)."""
+    try:
+        return check_name(name, "queue", MAX_QUEUE_LENGTH)
+    except SpecError as exc:
+        raise QueueError(str(exc)) from None

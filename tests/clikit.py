@@ -204,5 +204,9 @@ SPEC_COMMANDS = frozenset(
         "config set",
         "config unset",
         "wait",
+        "queue list",
+        "queue pause",
+        "queue resume",
+        "queue limit",
     }
 )

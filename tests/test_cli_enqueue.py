@@ -347,6 +347,11 @@ NOT_ON_THE_ENQUEUE_PATH = (
     "queuectl.watching",
     "queuectl.cli.wait",
     "queuectl.store.chaining",  # only a spec with `after` or `unique_key` needs it
+    "queuectl.cli.queues",
+    "queuectl.store.queue_settings",
+    "queuectl.store.sqlite_admin_sql",
+    "queuectl.store.postgres_admin_sql",
+    "queuectl.store.postgres_claim_sql",
     "dotenv",
     "psycopg",
     "locale",

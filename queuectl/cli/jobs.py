@@ -20,7 +20,7 @@ DEFAULT_LIST_LIMIT = 100
 @json_option
 @pass_reader
 def status(ctx: Context, as_json: bool) -> None:
-    """Show the store in use, job counts by state and live workers.
+    """Show the store in use, job counts by state, live workers and paused queues.
 
     \b
     Example:
@@ -39,12 +39,21 @@ def status(ctx: Context, as_json: bool) -> None:
         for w in result.workers
     ]
     if as_json:
-        emit_json({"store": result.store, "jobs": result.jobs, "workers": workers})
+        emit_json(
+            {
+                "store": result.store,
+                "jobs": result.jobs,
+                "workers": workers,
+                "paused_queues": result.paused_queues,
+            }
+        )
         return
     click.echo(f"store: {clean(result.store)}")
     click.echo("jobs:")
     for state, count in result.jobs.items():
         click.echo(f"  {state:<11} {count}")
+    if result.paused_queues:
+        click.echo("paused queues: " + ", ".join(clean(name) for name in result.paused_queues))
     click.echo(f"workers: {len(workers)}")
     if workers:
         headers = ("ID", "HOST", "PID", "STARTED_AT", "LAST_HEARTBEAT", "CURRENT_JOB")
