@@ -169,6 +169,8 @@ class SQLiteStore(SQLiteStoreBase, Operations):
             conn.execute(sql.CLOSE_RUN, params)
             if finished.rowcount == 1:
                 settle_dependents(tx, sql, claim.job.id, JobState(params["state"]))
+                if conn.execute(sql.QUEUE_LIMITED, {"queue": claim.job.queue}).fetchone():
+                    tx.wake("freed")  # a place in a limited queue: idle workers may take it
             next_claim = self._take(conn, then_claim) if then_claim is not None else None
             crash_point("finish-before-commit")
         if tx.woken:

@@ -193,6 +193,8 @@ WHERE seq = CASE WHEN NOT {SETTINGS_IN_FORCE} THEN (
 RETURNING seq, {JOB_COLUMNS}
 """
 
+QUEUE_LIMITED = "SELECT 1 FROM queues WHERE name = :queue AND max_running > 0"
+
 # When the next job a claim could take is due: the earliest run_at of each queue that may
 # run one (a paused or full queue's due jobs would wake an idle worker for nothing).
 NEXT_RUN_AT = f"""
