@@ -95,6 +95,7 @@ MIGRATIONS = [
         max_running bigint  NOT NULL DEFAULT 0
     );
     INSERT INTO queuectl_queues (name) SELECT DISTINCT queue FROM queuectl_jobs;
+    CREATE INDEX queuectl_queues_set ON queuectl_queues (name) WHERE paused OR max_running > 0;
     -- Once per statement (a COPY of a million jobs included), over the rows it added.
     CREATE FUNCTION queuectl_note_queues() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN

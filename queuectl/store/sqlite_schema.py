@@ -125,6 +125,8 @@ MIGRATIONS = [
         max_running INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     INSERT INTO queues (name) SELECT DISTINCT queue FROM jobs;
+    -- Every claim asks whether any queue is paused or limited: one lookup, however many queues.
+    CREATE INDEX queues_set ON queues (name) WHERE paused OR max_running > 0;
     CREATE TRIGGER jobs_queue_known AFTER INSERT ON jobs
     BEGIN
         INSERT OR IGNORE INTO queues (name) VALUES (NEW.queue);
