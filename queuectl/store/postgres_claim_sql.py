@@ -23,6 +23,31 @@ from .postgres_sql import FINISH_CTES, FINISHED, JOB_COLUMNS, NOW, OPEN_QUEUE
 READY = f"state IN ('pending', 'failed') AND run_at <= {NOW}"
 SETTINGS_IN_FORCE = "EXISTS (SELECT 1 FROM queuectl_queues WHERE paused OR max_running > 0)"
 
+
+def _claiming(pick: str) -> str:
+    """The CTEs that claim the job whose seq `pick` gives (NULL: none) and open its run."""
+    return f"""claimed AS (
+    UPDATE queuectl_jobs
+    SET state = 'processing', attempts = attempts + 1, worker_id = %(claimer)s,
+        lease_until = {NOW} + %(lease)s, updated_at = {NOW}
+    WHERE seq = {pick}
+    RETURNING *
+), run AS (
+    INSERT INTO queuectl_runs (job_seq, attempt, worker_id, host, started_at, token)
+    SELECT seq, attempts, %(claimer)s, %(host)s, {NOW}, %(token)s FROM claimed
+    RETURNING run_id
+)"""
+
+
+# With no queue paused or limited, the walk of the ready index; otherwise the best head.
+FAST_OR_BEST = f"""coalesce((
+        SELECT seq FROM queuectl_jobs
+        WHERE {READY} {{queue_filter}} AND NOT {SETTINGS_IN_FORCE}
+        ORDER BY priority DESC, run_at, seq
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ), (SELECT seq FROM best WHERE NOT limited))"""
+
 # `heads`: each open queue's best ready job (locked, SKIP LOCKED, so that claimers at once take
 # different ones), with whether its queue has a limit; `best`: the best of them. Queues in
 # %(passed)s are left out: their claim under the lock just found them full.
@@ -32,7 +57,7 @@ heads AS (
     SELECT h.seq, h.priority, h.run_at, q.max_running > 0 AS limited, q.name
     FROM queuectl_queues q CROSS JOIN LATERAL (
         SELECT seq, priority, run_at FROM queuectl_jobs j
-        WHERE j.queue = q.name AND j.{READY}
+        WHERE j.queue = q.name AND {READY}
         ORDER BY j.priority DESC, j.run_at, j.seq
         LIMIT 1
         FOR UPDATE SKIP LOCKED
@@ -41,23 +66,7 @@ heads AS (
           AND q.name <> ALL(%(passed)s::text[])
 ), best AS (
     SELECT * FROM heads ORDER BY priority DESC, run_at, seq LIMIT 1
-), claimed AS (
-    UPDATE queuectl_jobs
-    SET state = 'processing', attempts = attempts + 1, worker_id = %(claimer)s,
-        lease_until = {NOW} + %(lease)s, updated_at = {NOW}
-    WHERE seq = coalesce((
-        SELECT seq FROM queuectl_jobs
-        WHERE {READY} {{queue_filter}} AND NOT {SETTINGS_IN_FORCE}
-        ORDER BY priority DESC, run_at, seq
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-    ), (SELECT seq FROM best WHERE NOT limited))
-    RETURNING *
-), run AS (
-    INSERT INTO queuectl_runs (job_seq, attempt, worker_id, host, started_at, token)
-    SELECT seq, attempts, %(claimer)s, %(host)s, {NOW}, %(token)s FROM claimed
-    RETURNING run_id
-)"""
+), {{claiming}}""".replace("{claiming}", _claiming(FAST_OR_BEST))
 CLAIMED = f"claimed.seq, {', '.join('claimed.' + c for c in JOB_COLUMNS.split(', '))}, run.run_id"
 # The limited queue whose job was best, when the pick left it to CLAIM_LIMITED.
 LIMITED = "(SELECT name FROM best WHERE limited)"
@@ -82,12 +91,7 @@ FROM (SELECT 1) AS one LEFT JOIN (claimed CROSS JOIN run) ON true
 LOCK_LIMITED_QUEUE = "SELECT 1 FROM queuectl_queues WHERE name = %(limited)s FOR UPDATE"
 
 # Under that lock: the queue's best ready job, if it is still open.
-CLAIM_LIMITED = f"""
-WITH claimed AS (
-    UPDATE queuectl_jobs
-    SET state = 'processing', attempts = attempts + 1, worker_id = %(claimer)s,
-        lease_until = {NOW} + %(lease)s, updated_at = {NOW}
-    WHERE seq = (
+LIMITED_PICK = f"""(
         SELECT seq FROM queuectl_jobs
         WHERE queue = %(limited)s AND {READY}
               AND EXISTS (SELECT 1 FROM queuectl_queues q
@@ -95,12 +99,8 @@ WITH claimed AS (
         ORDER BY priority DESC, run_at, seq
         LIMIT 1
         FOR UPDATE SKIP LOCKED
-    )
-    RETURNING *
-), run AS (
-    INSERT INTO queuectl_runs (job_seq, attempt, worker_id, host, started_at, token)
-    SELECT seq, attempts, %(claimer)s, %(host)s, {NOW}, %(token)s FROM claimed
-    RETURNING run_id
-)
+    )"""
+CLAIM_LIMITED = f"""
+WITH {_claiming(LIMITED_PICK)}
 SELECT {CLAIMED} FROM claimed CROSS JOIN run
 """
