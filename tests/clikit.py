@@ -204,5 +204,11 @@ SPEC_COMMANDS = frozenset(
         "config set",
         "config unset",
         "wait",
+        "schedule add",
+        "schedule list",
+        "schedule show",
+        "schedule pause",
+        "schedule resume",
+        "schedule remove",
     }
 )

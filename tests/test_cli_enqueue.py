@@ -347,6 +347,13 @@ NOT_ON_THE_ENQUEUE_PATH = (
     "queuectl.watching",
     "queuectl.cli.wait",
     "queuectl.store.chaining",  # only a spec with `after` or `unique_key` needs it
+    "queuectl.cli.schedule",
+    "queuectl.schedules",
+    "queuectl.scheduling",
+    "queuectl.cron",
+    "queuectl.store.schedule_ops",
+    "cronsim",
+    "zoneinfo",
     "dotenv",
     "psycopg",
     "locale",
