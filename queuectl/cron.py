@@ -95,7 +95,9 @@ def next_after(expression: str, tz: str, after: float) -> float | None:
 
 def next_times(expression: str, tz: str, after: float, count: int) -> list[float]:
     """The first `count` fire times strictly after `after` (fewer if it stops firing)."""
-    times = []
+    times: list[float] = []
+    if count <= 0:
+        return times
     for moment in forward(expression, tz, after):
         times.append(moment)
         if len(times) == count:
@@ -138,7 +140,7 @@ def forward(expression: str, tz: str, after: float) -> Iterator[float]:
     for _ in range(MAX_STEPS):
         try:
             moment = next(times).timestamp()
-        except StopIteration:  # cronsim gives up after 50 years without a match
+        except (StopIteration, OverflowError):  # 50 years without a match; past year 9999
             return
         # A wall-clock time read in the first occurrence of a repeated hour can lie before
         # `after`: it fired already (or never will again). Only strictly later times count.
@@ -162,7 +164,7 @@ def _previous(expression: str, tz: str, now: float) -> float | None:
     for _ in range(3):  # past a daylight saving quirk or two, never a long walk
         try:
             moment = next(times).timestamp()
-        except StopIteration:
+        except (StopIteration, OverflowError):
             return None
         if moment <= now:
             return moment
