@@ -15,7 +15,7 @@ import pytest
 from storekit import OK, add, claim
 
 from queuectl import cron
-from queuectl.errors import ScheduleExists, ScheduleNotFound
+from queuectl.errors import QueueError, ScheduleExists, ScheduleNotFound
 from queuectl.schedules import build_schedule, job_id
 from queuectl.store import open_store
 
@@ -303,3 +303,7 @@ def test_a_schedule_this_host_cannot_compute_does_not_hold_up_the_others(timed):
     assert firing.enqueued == [job_id("fine", due)]
     assert len(firing.errors) == 1 and "'odd'" in firing.errors[0]
     assert "Mars/Base" in firing.errors[0]
+    store.pause_schedule("odd")
+    with pytest.raises(QueueError, match="Mars/Base"):
+        store.resume_schedule("odd")  # an error, not a traceback; nothing changed
+    assert store.get_schedule("odd").paused

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import cron
-from ..errors import ScheduleExists, ScheduleNotFound
+from ..errors import QueueError, ScheduleExists, ScheduleNotFound
 from ..schedules import Firing, Schedule, job_id, job_spec
 from .chaining import add_linked
 from .operations import RETRY
@@ -39,7 +39,7 @@ def add(ops: Any, schedule: Schedule) -> Schedule:
 
     def insert(tx: Any) -> Schedule:
         now = tx.time()
-        first = cron.next_after(schedule.cron, schedule.tz, now)
+        first = _next_after(schedule, now)
         row = schedule._replace(created_at=now, next_run_at=first)._asdict()
         if tx.execute(admin.INSERT_SCHEDULE, {**row, "now": now}).rowcount != 1:
             raise ScheduleExists(schedule.name)
@@ -95,7 +95,7 @@ def resume(ops: Any, name: str) -> Schedule:
     def change(tx: Any) -> Schedule:
         schedule = _read(tx, admin, name)
         if schedule.paused:
-            first = cron.next_after(schedule.cron, schedule.tz, tx.time())
+            first = _next_after(schedule, tx.time())
             tx.execute(admin.RESUME_SCHEDULE, {"name": name, "next_run_at": first})
             tx.wake("schedule")  # idle workers learn the new fire time at once
         return _read(tx, admin, name)
@@ -196,6 +196,13 @@ def _held_back(tx: Any, sql: Any, schedule: Schedule, job: str) -> bool:
         return False
     row = tx.execute(sql.SELECT_STATE, {"job": schedule.last_job_id}).fetchone()
     return row is not None and row[0] in UNFINISHED
+
+
+def _next_after(schedule: Schedule, now: float) -> float | None:
+    try:
+        return cron.next_after(schedule.cron, schedule.tz, now)
+    except cron.CronError as exc:  # e.g. a zone this host's time zone database lacks
+        raise QueueError(f"schedule {schedule.name!r}: {exc}") from None
 
 
 def _read(tx: Any, admin: Any, name: str) -> Schedule:
