@@ -349,3 +349,21 @@ def test_fire_times_end_at_the_last_year_python_can_hold():
     assert [utc(t) for t in last] == ["9999-12-31T23:59Z"]
     assert cron.next_times("0 0 1 1 *", "UTC", at("9999-06-01T00:00Z"), 1) == []
     assert cron.next_times("@daily", "UTC", at("2026-01-01T00:00Z"), 0) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet="0123456789*/,-#LW?ABCDEFJMNORSTUVY@", min_size=0, max_size=6),
+        min_size=0,
+        max_size=6,
+    ).map(" ".join)
+)
+def test_any_text_is_either_refused_with_a_reason_or_fires_after_now(expression):
+    now = at("2026-01-01T00:00Z")
+    try:
+        first = cron.check(expression, "Europe/Berlin", now)
+    except cron.CronError as exc:
+        assert str(exc)
+    else:
+        assert first > now
