@@ -34,3 +34,15 @@ class StoreError(QueueError):
 
 class StoreBusy(StoreError):
     """Another process held the store's write lock for longer than we wait."""
+
+
+class ScheduleNotFound(QueueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+
+class ScheduleExists(QueueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a schedule named {name!r} already exists; nothing was changed")
+        self.name = name

@@ -47,6 +47,9 @@ class RunOwner(Protocol):
     def next_claim_request(self) -> ClaimRequest | None:
         """What to claim along with the outcome, if anything."""
 
+    def tick_schedules(self) -> None:
+        """Fire due schedules if it is time to look (called between lease renewals)."""
+
 
 class JobRun:
     """One claim, run to its end and its outcome recorded (`run`), from the worker's thread."""
@@ -187,6 +190,7 @@ class JobRun:
             first=first,
             on_stop_request=lambda: self.owner.request_stop("asked to stop through the store"),
             say=self.events.say,
+            chores=self.owner.tick_schedules,
         )
         keeper.start()
         return keeper

@@ -67,7 +67,10 @@ class LeaseKeeper:
         first: Callable[[], None],
         on_stop_request: Callable[[], None],
         say: Callable[[str], None],
+        chores: Callable[[], None] | None = None,
     ) -> None:
+        """`chores`: other work on the store while the command runs (firing due schedules),
+        done after each renewal: the store is this thread's until `stop`."""
         self.store = store
         self.claim = claim
         self.worker_id = worker_id
@@ -80,6 +83,7 @@ class LeaseKeeper:
         self._first = first  # done once, before the first renewal (record the pid)
         self._on_stop_request = on_stop_request
         self._say = say
+        self._chores = chores
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
 
@@ -127,4 +131,12 @@ class LeaseKeeper:
             if not beat.held:
                 self.lost = True
                 return
+            if self._chores is not None:
+                self._do_chores()
             wait = self.interval
+
+    def _do_chores(self) -> None:
+        try:
+            self._chores()
+        except Exception as exc:  # a chore must never end the renewals, whatever it met
+            self._say(f"{self.claim.job.id}: skipped the worker's chores: {exc!r}")

@@ -25,8 +25,9 @@ from .models import (
 from .specs import SpecError, build_spec, check_name, parse_spec_json
 from .store import Store, WorkerInfo, open_store
 
-if TYPE_CHECKING:  # imported when used: `enqueue` loads neither
+if TYPE_CHECKING:  # imported when used: `enqueue` loads none of them
     from .runlogs import RunLog
+    from .schedules import Schedule
     from .watching import WaitResult
 
 
@@ -293,6 +294,78 @@ class Queue:
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
         """Dead jobs (these, or all with None) back to pending, attempts 0; the ids retried."""
         return self.store.retry_dead(job_ids)
+
+    # -- schedules (SPEC §8) ---------------------------------------------------------------
+
+    def add_schedule(
+        self,
+        name: str,
+        cron: str,
+        command: str,
+        *,
+        tz: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        overlap: str | None = None,
+    ) -> Schedule:
+        """Add a schedule: from its first fire time after now, every fire time of `cron` (5
+        fields or @hourly, @daily, @weekly, @monthly, @yearly, @annually) in the IANA zone
+        `tz` (default UTC) becomes the job `<name>@<fire time in UTC>`, enqueued by a running
+        worker. `max_retries` and `timeout` left None take the config's defaults at each fire
+        time; `overlap="skip"` skips a fire time while the previous job is unfinished.
+        SpecError for a bad value, ScheduleExists for a name in use; nothing is written then.
+
+            with Queue.open("jobs.db") as queue:
+                queue.add_schedule("backup", "30 2 * * *", "./backup.sh", tz="Europe/Berlin")
+        """
+        from .schedules import build_schedule
+
+        schedule = build_schedule(
+            name,
+            cron,
+            command,
+            tz=tz,
+            queue=queue,
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            overlap=overlap,
+            now=self.store.now(),
+        )
+        return self.store.add_schedule(schedule)
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        return self.store.list_schedules()
+
+    def get_schedule(self, name: str) -> Schedule:
+        """One schedule; ScheduleNotFound if there is none of that name."""
+        return self.store.get_schedule(name)
+
+    def next_fire_times(self, schedule: Schedule, count: int = 5) -> list[float]:
+        """The schedule's next `count` fire times after now (epoch seconds, the store's
+        clock), whether or not it is paused."""
+        from . import cron
+
+        try:
+            return cron.next_times(schedule.cron, schedule.tz, self.store.now(), count)
+        except cron.CronError as exc:  # a zone this host's time zone database lacks
+            raise QueueError(f"schedule {schedule.name!r}: {exc}") from None
+
+    def pause_schedule(self, name: str) -> Schedule:
+        """Stop enqueuing the schedule's fire times until it is resumed; ScheduleNotFound."""
+        return self.store.pause_schedule(name)
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Enqueue its fire times again from the first one after now (none of those that
+        passed while it was paused); ScheduleNotFound."""
+        return self.store.resume_schedule(name)
+
+    def remove_schedule(self, name: str) -> None:
+        """Delete a schedule; the jobs it enqueued stay. ScheduleNotFound."""
+        self.store.remove_schedule(name)
 
     # -- workers ---------------------------------------------------------------------------
 

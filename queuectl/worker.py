@@ -24,6 +24,7 @@ from .liveness import host_name
 from .models import Claim, heartbeat_interval, retry_delay
 from .process_groups import kill_lost_run
 from .runlogs import LogFolder
+from .scheduling import ScheduleTicker
 from .spawning import close_inherited_fds
 from .stopping import (
     PARENT_DEATH_SIGNAL,
@@ -88,6 +89,8 @@ class Worker:
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
         # Its runs' log files: the folder held open, and a spare empty file, from run to run.
         self._logs = LogFolder(os.fspath(store.log_dir))  # a string: joined once per job
+        # Schedules (SPEC §8): every running worker fires them; burst workers do not.
+        self._schedules = None if burst else ScheduleTicker(store, lambda: self._settings, self.say)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -134,6 +137,7 @@ class Worker:
                     self._next_maintenance = time.monotonic() + self._maintenance_interval()
                     if self.stopping:
                         break
+                self.tick_schedules()
                 claim = self.retrying(self._claim)
             if claim is not None:
                 claim = self.run_claim(claim)
@@ -158,6 +162,8 @@ class Worker:
         heartbeat and rescue are due first (the loop then claims on its own)."""
         if self.stopping or time.monotonic() >= self._next_maintenance:
             return None
+        if self._schedules is not None and self._schedules.due_in() == 0:
+            return None  # a look for due schedules first (tick_schedules, between jobs)
         return self._claim_request()
 
     def _maintain(self) -> bool:
@@ -172,6 +178,12 @@ class Worker:
             self._kill_leftovers(job_id)
         return True
 
+    def tick_schedules(self) -> None:
+        """Fire due schedules when it is time to look (scheduling.py): between jobs, while
+        idle, and from a running job's lease thread. Store errors are the ticker's to say."""
+        if self._schedules is not None and not self.stopping:
+            self._schedules.tick()
+
     def _kill_leftovers(self, job_id: str) -> None:
         """If the lost run was on this host and its command still runs (the whole pool was
         killed), kill it before the job can run again, so two runs never overlap."""
@@ -181,6 +193,8 @@ class Worker:
     def _wait_idle(self, next_maintenance: float) -> None:
         """Sleep until work may have arrived, the next job is due, or maintenance is due."""
         wait = min(self._settings["poll-interval"], next_maintenance - time.monotonic())
+        if self._schedules is not None:
+            wait = min(wait, self._schedules.due_in())  # wakes for the next fire time
         due = self.store.next_run_at(self.queues)
         if due is not None:
             wait = min(wait, due - self.store.now())

@@ -208,5 +208,11 @@ SPEC_COMMANDS = frozenset(
         "queue pause",
         "queue resume",
         "queue limit",
+        "schedule add",
+        "schedule list",
+        "schedule show",
+        "schedule pause",
+        "schedule resume",
+        "schedule remove",
     }
 )

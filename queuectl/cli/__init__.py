@@ -32,6 +32,7 @@ COMMANDS = {
     "config": "queuectl.cli.config:config_group",
     "wait": "queuectl.cli.wait:wait",
     "queue": "queuectl.cli.queues:queue_group",
+    "schedule": "queuectl.cli.schedule:schedule",
 }
 
 

@@ -8,11 +8,14 @@ the queue and worker code never know which one they talk to.
 # one, and this module is imported by every `queuectl enqueue` (see models.py).
 
 import os
-from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..errors import StoreError
 from ..models import Claim, Job, JobSpec, JobState, Run, RunResult
+
+if TYPE_CHECKING:  # schedules are not on `enqueue`'s path
+    from ..schedules import Firing, Schedule
 
 # A CLI call waits this long for a locked store (SPEC §5); tests may shorten it.
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -162,6 +165,35 @@ class Store(Protocol):
 
     def wait_for_work(self, timeout: float) -> None:
         """Block up to `timeout` seconds, returning early when the store may have new work."""
+
+    # -- schedules (SPEC §8) ---------------------------------------------------------------
+
+    def add_schedule(self, schedule: "Schedule") -> "Schedule":
+        """Add a checked schedule (schedules.build_schedule), created now and first due at its
+        first fire time after now, by the store's clock. ScheduleExists (nothing written) if
+        the name is taken. Returns it as stored."""
+
+    def list_schedules(self) -> "list[Schedule]":
+        """Every schedule, by name."""
+
+    def get_schedule(self, name: str) -> "Schedule":
+        """One schedule; ScheduleNotFound if there is none of that name."""
+
+    def pause_schedule(self, name: str) -> "Schedule":
+        """No fire time is due until resumed (`next_run_at` None); ScheduleNotFound."""
+
+    def resume_schedule(self, name: str) -> "Schedule":
+        """Due again from its first fire time strictly after now: the fire times that passed
+        while it was paused are never enqueued. A running schedule is left as it is."""
+
+    def remove_schedule(self, name: str) -> None:
+        """Delete a schedule (its jobs stay); ScheduleNotFound if there is none."""
+
+    def fire_schedules(self, defaults: "Mapping[str, Any]") -> "Firing":
+        """Enqueue the due fire time of every due schedule, exactly once across every worker
+        and host: the latest fire time not after now, as job `<NAME>@<fire time>`, with the
+        config `defaults` (`max-retries`, `job-timeout`) where the schedule sets none. Says
+        how long until the next fire time (see store/schedule_ops.py)."""
 
 
 def worker_row_kept(lease_seconds: float) -> float:

@@ -24,7 +24,7 @@ where a COMMIT's answer can be lost, so the statements only they use are Postgre
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidTransition, JobNotFound
 from ..models import (
@@ -53,6 +53,11 @@ from .rows import (
     outcome_params,
     run_from_row,
 )
+
+if TYPE_CHECKING:  # schedules are not on `enqueue`'s path
+    from collections.abc import Mapping
+
+    from ..schedules import Firing, Schedule
 
 # What a probe returns when the change did not land: run the transaction again.
 RETRY = object()
@@ -446,3 +451,40 @@ class Operations:
         return self._transaction(
             lambda tx: tx.execute(statement, params).fetchone()[0], reads=True, single=True
         )
+
+    # -- schedules (SPEC §8; the rules are schedule_ops.py's, imported when used) ------------
+
+    def add_schedule(self, schedule: "Schedule") -> "Schedule":
+        from . import schedule_ops
+
+        return schedule_ops.add(self, schedule)
+
+    def list_schedules(self) -> "list[Schedule]":
+        from . import schedule_ops
+
+        return schedule_ops.list_all(self)
+
+    def get_schedule(self, name: str) -> "Schedule":
+        from . import schedule_ops
+
+        return schedule_ops.get(self, name)
+
+    def pause_schedule(self, name: str) -> "Schedule":
+        from . import schedule_ops
+
+        return schedule_ops.pause(self, name)
+
+    def resume_schedule(self, name: str) -> "Schedule":
+        from . import schedule_ops
+
+        return schedule_ops.resume(self, name)
+
+    def remove_schedule(self, name: str) -> None:
+        from . import schedule_ops
+
+        schedule_ops.remove(self, name)
+
+    def fire_schedules(self, defaults: "Mapping[str, Any]") -> "Firing":
+        from . import schedule_ops
+
+        return schedule_ops.fire_due(self, defaults)

@@ -36,3 +36,42 @@ GROUP BY queue, outcome ORDER BY queue, outcome
 # -- prune -----------------------------------------------------------------------------------
 
 # -- schedules -------------------------------------------------------------------------------
+
+SCHEDULE_COLUMNS = (
+    "name, cron, tz, command, queue, priority, max_retries, timeout, overlap, paused, "
+    "created_at, next_run_at, last_enqueued_at, last_job_id"
+)
+# Nothing is written when the name is taken (the caller says so); an insert racing another's
+# waits for it to commit, then does nothing.
+INSERT_SCHEDULE = """
+INSERT INTO queuectl_schedules (name, cron, tz, command, queue, priority, max_retries, timeout,
+                                overlap, paused, created_at, next_run_at)
+VALUES (%(name)s, %(cron)s, %(tz)s, %(command)s, %(queue)s, %(priority)s, %(max_retries)s,
+        %(timeout)s, %(overlap)s, false, %(now)s, %(next_run_at)s)
+ON CONFLICT (name) DO NOTHING
+"""
+SELECT_SCHEDULES = f"SELECT {SCHEDULE_COLUMNS} FROM queuectl_schedules ORDER BY name"
+SELECT_SCHEDULE = f"SELECT {SCHEDULE_COLUMNS} FROM queuectl_schedules WHERE name = %(name)s"
+PAUSE_SCHEDULE = """
+UPDATE queuectl_schedules SET paused = true, next_run_at = NULL WHERE name = %(name)s
+"""
+RESUME_SCHEDULE = """
+UPDATE queuectl_schedules SET paused = false, next_run_at = %(next_run_at)s
+WHERE name = %(name)s AND paused
+"""
+DELETE_SCHEDULE = "DELETE FROM queuectl_schedules WHERE name = %(name)s"
+# With the server's time: every host measures the wait to the next fire time on one clock.
+NEXT_SCHEDULES = f"""
+SELECT name, next_run_at, {NOW} FROM queuectl_schedules
+WHERE next_run_at IS NOT NULL AND NOT paused
+ORDER BY next_run_at LIMIT %(limit)s
+"""
+# Compare-and-set: a second worker firing the same fire time waits on the row lock, then
+# finds next_run_at moved on and updates nothing (READ COMMITTED re-checks the WHERE).
+ADVANCE_SCHEDULE = """
+UPDATE queuectl_schedules
+SET next_run_at = %(next_run_at)s,
+    last_enqueued_at = coalesce(%(enqueued_at)s::double precision, last_enqueued_at),
+    last_job_id = coalesce(%(job_id)s::text, last_job_id)
+WHERE name = %(name)s AND next_run_at = %(expected)s AND NOT paused
+"""

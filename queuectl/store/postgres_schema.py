@@ -160,5 +160,7 @@ MIGRATIONS = [
         last_enqueued_at double precision,
         last_job_id      text
     );
+    CREATE INDEX queuectl_schedules_next ON queuectl_schedules (next_run_at)
+        WHERE next_run_at IS NOT NULL;
     """,
 ]

@@ -178,5 +178,6 @@ MIGRATIONS = [
         last_enqueued_at REAL,
         last_job_id      TEXT
     );
+    CREATE INDEX schedules_next ON schedules (next_run_at) WHERE next_run_at IS NOT NULL;
     """,
 ]
