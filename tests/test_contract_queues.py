@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from storekit import EXIT_3, OK, add, claim, claim_all, make_dead
 
 from queuectl.models import STATES, JobState
@@ -172,3 +173,24 @@ def test_a_limit_holds_under_concurrent_claimers(db_target):
     assert setup.counts()["completed"] == 160
     assert 1 <= most[0] <= 2
     setup.close()
+
+
+def test_paused_queues_are_sorted_as_the_queue_list_whatever_the_collation(pg_url):
+    """PostgreSQL's ORDER BY follows the database's collation (a locale puts "_x" first and
+    "B" after "b"); `status` and `queue list` both list names by code point."""
+    import psycopg
+
+    store = open_store(pg_url)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            icu = "SELECT 1 FROM pg_collation WHERE collname = 'en-x-icu'"
+            if admin.execute(icu).fetchone() is None:
+                pytest.skip("the database server has no ICU collation to test with")
+            admin.execute(
+                'ALTER TABLE queuectl_queues ALTER COLUMN name TYPE text COLLATE "en-x-icu"'
+            )
+        names = ["b", "B", "a", "_x", "é"]
+        store.pause_queues(names, True)
+        assert store.paused_queues() == sorted(names) == [q.name for q in store.queues()]
+    finally:
+        store.close()
