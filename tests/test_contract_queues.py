@@ -1,7 +1,7 @@
 """The store contract: queue pause, limits, the queue list and run counts (SPEC §8).
 
 One suite run against every backend (the `store` and `timed` fixtures in conftest.py);
-helpers in storekit.py. The limit under many real pools is in test_queue_limits.py.
+helpers in storekit.py. Pauses and limits under real worker pools are in test_worker_queues.py.
 """
 
 from __future__ import annotations
