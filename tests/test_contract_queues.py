@@ -194,3 +194,17 @@ def test_paused_queues_are_sorted_as_the_queue_list_whatever_the_collation(pg_ur
         assert store.paused_queues() == sorted(names) == [q.name for q in store.queues()]
     finally:
         store.close()
+
+
+def test_finish_and_claim_in_a_full_limited_queue_takes_the_best_job_of_all(store):
+    # The job that ends held the queue's only place: its queue's next job, of a higher
+    # priority, is the best one now, not another queue's. (PostgreSQL's one statement saw the
+    # queue still full and took the other queue's job.)
+    add(store, "j1", queue="lim")
+    store.limit_queue("lim", 1)
+    held = claim(store)
+    add(store, "j2", queue="lim", priority=5)
+    add(store, "o1", queue="other")
+    request = ClaimRequest("w1", "host-a", None, 60.0)
+    assert store.finish(held, OK, None, request).next_claim.job.id == "j2"
+    assert claim(store, "w2").job.id == "o1"

@@ -23,11 +23,16 @@ from .postgres_sql import FINISH_CTES, FINISHED, JOB_COLUMNS, NOW, OPEN_QUEUE
 READY = f"state IN ('pending', 'failed') AND run_at <= {NOW}"
 SETTINGS_IN_FORCE = "EXISTS (SELECT 1 FROM queuectl_queues WHERE paused OR max_running > 0)"
 
-# `heads`: each open queue's best ready job (locked, SKIP LOCKED, so that claimers at once take
-# different ones), with whether its queue has a limit; `best`: the best of them. Queues in
-# %(passed)s are left out: their claim under the lock just found them full.
-# {queue_filter} and {name_filter} restrict to the worker's queues (postgres_sql.queue_filter).
-CLAIM_CTES = f"""
+
+def claim_ctes(guard: str = "true") -> str:
+    """The claim's CTEs, whose `claimed` claims only when `guard` (SQL) holds.
+
+    `heads`: each open queue's best ready job (locked, SKIP LOCKED, so that claimers at once
+    take different ones), with whether its queue has a limit; `best`: the best of them. Queues
+    in %(passed)s are left out: their claim under the lock just found them full. {queue_filter}
+    and {name_filter} restrict to the worker's queues (postgres_sql.queue_filter).
+    """
+    return f"""
 heads AS (
     SELECT h.seq, h.priority, h.run_at, q.max_running > 0 AS limited, q.name
     FROM queuectl_queues q CROSS JOIN LATERAL (
@@ -45,7 +50,7 @@ heads AS (
     UPDATE queuectl_jobs
     SET state = 'processing', attempts = attempts + 1, worker_id = %(claimer)s,
         lease_until = {NOW} + %(lease)s, updated_at = {NOW}
-    WHERE seq = coalesce((
+    WHERE {guard} AND seq = coalesce((
         SELECT seq FROM queuectl_jobs
         WHERE {READY} {{queue_filter}} AND NOT {SETTINGS_IN_FORCE}
         ORDER BY priority DESC, run_at, seq
@@ -58,23 +63,28 @@ heads AS (
     SELECT seq, attempts, %(claimer)s, %(host)s, {NOW}, %(token)s FROM claimed
     RETURNING run_id
 )"""
+
+
 CLAIMED = f"claimed.seq, {', '.join('claimed.' + c for c in JOB_COLUMNS.split(', '))}, run.run_id"
 # The limited queue whose job was best, when the pick left it to CLAIM_LIMITED.
 LIMITED = "(SELECT name FROM best WHERE limited)"
 
 # Always one row: the limited queue (or NULL), then the claim (NULLs when none).
 CLAIM_JOB = f"""
-WITH {CLAIM_CTES}
+WITH {claim_ctes()}
 SELECT {LIMITED}, {CLAIMED}
 FROM (SELECT 1) AS one LEFT JOIN (claimed CROSS JOIN run) ON true
 """
 
 # An outcome and the worker's next claim in one statement: one round trip and one commit per
-# job. The claim sees the statement's snapshot, in which the finished job is still processing:
-# `freed` says that it held a place in a limited queue, which a claim of its own may now take.
-FREED = """(SELECT q.max_running > 0 FROM queuectl_queues q JOIN finished f ON q.name = f.queue)"""
+# job. The claim sees the statement's snapshot, in which the finished job is still processing.
+# So when that job's queue has a limit (`freed`: it held a place there), the queue would look
+# full, and the claim take a worse job elsewhere, or none: such a finish claims nothing here,
+# and postgres.py claims next with a fresh snapshot.
+FREED = """coalesce((SELECT q.max_running > 0
+                     FROM queuectl_queues q JOIN finished f ON q.name = f.queue), false)"""
 FINISH_AND_CLAIM = f"""
-WITH {FINISH_CTES}, {CLAIM_CTES}
+WITH {FINISH_CTES}, {claim_ctes(f"NOT {FREED}")}
 SELECT {FINISHED}, {FREED}, {LIMITED}, {CLAIMED}
 FROM (SELECT 1) AS one LEFT JOIN (claimed CROSS JOIN run) ON true
 """
