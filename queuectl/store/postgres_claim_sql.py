@@ -77,15 +77,17 @@ FROM (SELECT 1) AS one LEFT JOIN (claimed CROSS JOIN run) ON true
 """
 
 # An outcome and the worker's next claim in one statement: one round trip and one commit per
-# job. The claim sees the statement's snapshot, in which the finished job is still processing.
-# So when that job's queue has a limit (`freed`: it held a place there), the queue would look
-# full, and the claim take a worse job elsewhere, or none: such a finish claims nothing here,
-# and postgres.py claims next with a fresh snapshot.
-FREED = """coalesce((SELECT q.max_running > 0
-                     FROM queuectl_queues q JOIN finished f ON q.name = f.queue), false)"""
+# job. The claim sees the statement's snapshot, in which the finished job is still processing
+# and the jobs it releases (SPEC §7) still waiting. So when that job's queue has a limit (it
+# held a place there), the queue would look full, and when it released jobs, they would not
+# look ready: the claim would take a worse job, or none. Such a finish (`afresh`) claims
+# nothing here, and postgres.py claims next with a fresh snapshot.
+AFRESH = """(coalesce((SELECT q.max_running > 0
+                      FROM queuectl_queues q JOIN finished f ON q.name = f.queue), false)
+           OR EXISTS (SELECT 1 FROM released))"""
 FINISH_AND_CLAIM = f"""
-WITH {FINISH_CTES}, {claim_ctes(f"NOT {FREED}")}
-SELECT {FINISHED}, {FREED}, {LIMITED}, {CLAIMED}
+WITH {FINISH_CTES}, {claim_ctes(f"NOT {AFRESH}")}
+SELECT {FINISHED}, {AFRESH}, {LIMITED}, {CLAIMED}
 FROM (SELECT 1) AS one LEFT JOIN (claimed CROSS JOIN run) ON true
 """
 
