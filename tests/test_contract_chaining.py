@@ -13,7 +13,7 @@ from storekit import EXIT_3, LEASE, OK, add, claim, ids, spec, state
 
 from queuectl.errors import DependencyError, DuplicateJob, InvalidTransition
 from queuectl.models import JobState
-from queuectl.store import open_store
+from queuectl.store import ClaimRequest, open_store
 
 W, P, C, D, X = (
     JobState.WAITING,
@@ -112,6 +112,19 @@ def test_a_thousand_dependents_are_released_by_one_finish(store):
     complete(store, "root")
     counts = store.counts()
     assert counts["waiting"] == 0 and counts["pending"] == 1000
+
+
+def test_finish_and_claim_takes_a_dependent_it_released_when_that_is_the_best_job(store):
+    # A worker that completes `a` and claims next in the same call: `after-a`, ready from
+    # that moment and of the highest priority, comes first. (PostgreSQL's one statement did
+    # not see it as ready yet and took `other`.)
+    add(store, "a")
+    held = claim(store)
+    add(store, "after-a", priority=5, after=["a"])
+    add(store, "other")
+    request = ClaimRequest("w1", "host-a", None, LEASE)
+    assert store.finish(held, OK, None, request).next_claim.job.id == "after-a"
+    assert claim(store, "w2").job.id == "other"
 
 
 def test_a_completed_dependency_is_satisfied_at_once(store):

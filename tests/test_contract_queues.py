@@ -1,13 +1,14 @@
 """The store contract: queue pause, limits, the queue list and run counts (SPEC §8).
 
 One suite run against every backend (the `store` and `timed` fixtures in conftest.py);
-helpers in storekit.py. The limit under many real pools is in test_queue_limits.py.
+helpers in storekit.py. Pauses and limits under real worker pools are in test_worker_queues.py.
 """
 
 from __future__ import annotations
 
 import threading
 
+import pytest
 from storekit import EXIT_3, OK, add, claim, claim_all, make_dead
 
 from queuectl.models import STATES, JobState
@@ -172,3 +173,38 @@ def test_a_limit_holds_under_concurrent_claimers(db_target):
     assert setup.counts()["completed"] == 160
     assert 1 <= most[0] <= 2
     setup.close()
+
+
+def test_paused_queues_are_sorted_as_the_queue_list_whatever_the_collation(pg_url):
+    """PostgreSQL's ORDER BY follows the database's collation (a locale puts "_x" first and
+    "B" after "b"); `status` and `queue list` both list names by code point."""
+    import psycopg
+
+    store = open_store(pg_url)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            icu = "SELECT 1 FROM pg_collation WHERE collname = 'en-x-icu'"
+            if admin.execute(icu).fetchone() is None:
+                pytest.skip("the database server has no ICU collation to test with")
+            admin.execute(
+                'ALTER TABLE queuectl_queues ALTER COLUMN name TYPE text COLLATE "en-x-icu"'
+            )
+        names = ["b", "B", "a", "_x", "é"]
+        store.pause_queues(names, True)
+        assert store.paused_queues() == sorted(names) == [q.name for q in store.queues()]
+    finally:
+        store.close()
+
+
+def test_finish_and_claim_in_a_full_limited_queue_takes_the_best_job_of_all(store):
+    # The job that ends held the queue's only place: its queue's next job, of a higher
+    # priority, is the best one now, not another queue's. (PostgreSQL's one statement saw the
+    # queue still full and took the other queue's job.)
+    add(store, "j1", queue="lim")
+    store.limit_queue("lim", 1)
+    held = claim(store)
+    add(store, "j2", queue="lim", priority=5)
+    add(store, "o1", queue="other")
+    request = ClaimRequest("w1", "host-a", None, 60.0)
+    assert store.finish(held, OK, None, request).next_claim.job.id == "j2"
+    assert claim(store, "w2").job.id == "o1"

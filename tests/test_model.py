@@ -2,11 +2,16 @@
 
 The machine drives one store through add (with duplicates now and then), claim (several worker
 ids, queue filters), heartbeat, complete, fail (retry after a delay, or dead), rescue_expired,
-retry_dead, cancel and the passing of time. After every step it checks the store against the
-model: the same jobs in the same order with the same fields (none lost, none invented; on SQLite
-every time to the last bit), `counts()`, every job `processing` held by exactly one claim,
-`attempts` equal to the claims since the last dlq retry, and the run history (attempt, worker,
-and the outcome of whoever closed the run first). Fencing: a claim kept after its job was
+retry_dead, cancel, queue pause, resume and limits (SPEC §8), and the passing of time. A claim
+takes the best ready job of the queues that are neither paused nor at their limit. After every
+step it checks the store against the model: the same jobs in the same order with the same
+fields (none lost, none invented; on SQLite every time to the last bit), `counts()`, every job
+`processing` held by exactly one claim, `attempts` equal to the claims since the last dlq
+retry, the run history (attempt, worker, and the outcome of whoever closed the run first), no
+limited queue with more jobs processing than its limit (beyond those running when it was set),
+`queues()` (settings, jobs by state, the oldest due job's age: exact on SQLite), and
+`run_counts()` by queue and outcome once a run closed. Claims under pauses and limits are
+driven harder, with more workers, by test_model_queues.py. Fencing: a claim kept after its job was
 rescued, canceled, finished or retried gets held=False from heartbeat and False from
 complete/fail, and leaves the job exactly as it was.
 
@@ -77,6 +82,8 @@ def machine_settings(backend: str) -> settings:
 
 SLOTS = 2  # worker processes alive at any time
 QUEUES = ("default", "q1", "q2")
+# Queues that pause and limit_queue name: those of jobs, and one that never has any (SPEC §8).
+SETTING_QUEUES = (*QUEUES, "q3")
 QUEUE_FILTERS = (None, ("default",), ("q1", "q2"), ("q2",))
 # Ids are data: quotes, SQL and LIKE wildcards must be stored and matched literally.
 ID_TAILS = ("", "'); DROP TABLE jobs; --", "%_", ' "q" ünï ✓', "/../x")
@@ -136,6 +143,14 @@ class MJob:
         run[3] = outcome
 
 
+def run_label(outcome: str, exit_code: int | None) -> str:
+    """How run_counts names a closed run: `completed` or `failed` for a command that exited
+    (by its status), else the run's outcome (lost, canceled, ...)."""
+    if outcome != "exited":
+        return outcome
+    return "completed" if exit_code == 0 else "failed"
+
+
 class Hand:
     """A claim some process holds: a live worker's (slot) or a stalled one's (slot None)."""
 
@@ -162,6 +177,17 @@ def machine_for(open_fresh_store, fake_clock: bool):
             self.busy: set[int] = set()
             self.policy_calls: list[tuple[int, int]] = []
             self.touched: set[str] = set()  # jobs whose run history to check after this step
+            # Queue settings (SPEC §8): paused queues, limits, and for each limited queue the
+            # jobs already processing when its limit was set (a limit stops no running job).
+            self.paused: set[str] = set()
+            self.limits: dict[str, int] = {}
+            self.over_limit: dict[str, set[str]] = {}
+            # Closed runs by (queue, label), their run time (checked on SQLite), and when each
+            # open run started, by run id.
+            self.run_counts: Counter = Counter()
+            self.run_seconds: Counter = Counter()
+            self.run_started: dict[int, float] = {}
+            self.runs_closed = False  # in this step: check run_counts()
 
         def teardown(self) -> None:
             self.store.close()
@@ -201,14 +227,35 @@ def machine_for(open_fresh_store, fake_clock: bool):
             return self.store.get(job_id)
 
         def ready(self, queues, now: float) -> MJob | None:
+            """The job a claim must take: the best ready job of the open queues."""
             candidates = [
                 job
                 for job in self.jobs.values()
                 if job.state in ("pending", "failed")
                 and job.run_at <= now
                 and (queues is None or job.queue in queues)
+                and self.open(job.queue)
             ]
             return min(candidates, key=lambda j: (-j.priority, j.run_at, j.seq), default=None)
+
+        def processing(self, queue: str) -> list[MJob]:
+            return [j for j in self.jobs.values() if j.queue == queue and j.state == "processing"]
+
+        def open(self, queue: str) -> bool:
+            """May a claim take a job of this queue: not paused, and below its limit?"""
+            if queue in self.paused:
+                return False
+            limit = self.limits.get(queue, 0)
+            return limit == 0 or len(self.processing(queue)) < limit
+
+        def close(self, job: MJob, outcome: str, exit_code: int | None, now: float) -> None:
+            """Close the job's open run, and count it as run_counts does."""
+            run_id = job.run_id
+            job.close_run(outcome)
+            key = (job.queue, run_label(outcome, exit_code))
+            self.run_counts[key] += 1
+            self.run_seconds[key] += now - self.run_started.pop(run_id)
+            self.runs_closed = True
 
         def unfinished(self) -> int:
             return sum(
@@ -241,6 +288,18 @@ def machine_for(open_fresh_store, fake_clock: bool):
             if batch:
                 jobs = [(True, "", p, queue, n % 2, 0.0) for n, (p, queue) in enumerate(batch)]
                 self.add(jobs)
+
+        @initialize(
+            limits=st.lists(
+                st.tuples(st.sampled_from(SETTING_QUEUES), st.sampled_from((0, 1, 1, 2))),
+                max_size=2,
+            )
+        )
+        def first_limits(self, limits) -> None:
+            # Limits from the start, in most examples: a limit matters while its queue's jobs
+            # run, which a limit set late in an example rarely sees.
+            for name, limit in limits:
+                self.operator_limits(name, limit)
 
         @precondition(lambda self: self.unfinished() < 6)  # a small queue, much activity
         @rule(
@@ -335,6 +394,7 @@ def machine_for(open_fresh_store, fake_clock: bool):
             expected.worker, expected.run_id = worker, claim.run_id
             expected.lease_until, expected.updated_at = now + lease, now
             expected.runs.append([claim.run_id, expected.attempts, worker, None])
+            self.run_started[claim.run_id] = now
             self.touched.add(expected.id)
             assert (claim.worker_id, claim.attempt) == (worker, expected.attempts)
             assert (claim.job.state.value, claim.job.attempts) == ("processing", claim.attempt)
@@ -406,7 +466,7 @@ def machine_for(open_fresh_store, fake_clock: bool):
                     job.state = "dead" if delay is None else "failed"
                     if delay is not None:
                         job.run_at = now + delay
-                job.close_run(result.outcome.value)
+                self.close(job, result.outcome.value, result.exit_code, now)
                 job.exit_code, job.last_error = result.exit_code, result.error
                 job.worker = job.lease_until = job.run_id = None
                 job.updated_at = now
@@ -461,7 +521,7 @@ def machine_for(open_fresh_store, fake_clock: bool):
                 delay = timing.rescue_policy(job.attempts, job.max_retries)
                 job.state = "dead" if delay is None else "failed"
                 job.run_at = now + (delay or 0.0)
-                job.close_run("lost")
+                self.close(job, "lost", None, now)
                 self.touched.add(job.id)
                 job.exit_code, job.last_error = None, "lost"
                 job.worker = job.lease_until = job.run_id = None
@@ -532,10 +592,33 @@ def machine_for(open_fresh_store, fake_clock: bool):
             now = self.now()
             assert self.store.cancel(job.id).value == job.state
             if job.state == "processing":
-                job.close_run("canceled")
+                self.close(job, "canceled", None, now)
                 self.touched.add(job.id)
             job.state, job.last_error, job.updated_at = "canceled", "canceled", now
             job.worker = job.lease_until = job.run_id = None
+
+        @rule(
+            names=st.lists(st.sampled_from(SETTING_QUEUES), min_size=1, max_size=3),
+            pause=st.booleans(),
+        )
+        def operator_pauses(self, names: list[str], pause: bool) -> None:
+            """`queue pause` or `queue resume`: no claim takes a paused queue's jobs."""
+            self.store.pause_queues(names, pause)
+            self.now()
+            if pause:
+                self.paused.update(names)
+            else:
+                self.paused.difference_update(names)
+            assert self.store.paused_queues() == sorted(self.paused)
+
+        @rule(name=st.sampled_from(SETTING_QUEUES), limit=st.sampled_from((0, 1, 1, 2)))
+        def operator_limits(self, name: str, limit: int) -> None:
+            """`queue limit`: claims keep the queue's processing jobs at most `limit` (0: none);
+            jobs already running go on."""
+            self.store.limit_queue(name, limit)
+            self.now()
+            self.limits[name] = limit
+            self.over_limit[name] = {job.id for job in self.processing(name)}
 
         @precondition(lambda self: timing.fake and self.waiting_on_time())
         @rule(seconds=st.sampled_from(timing.advances), then_rescue=st.booleans())
@@ -551,6 +634,7 @@ def machine_for(open_fresh_store, fake_clock: bool):
         heartbeat_more = heartbeat
         stall_more = stall_again = stall
         user_retries_dead_more = user_retries_dead
+        operator_limits_more = operator_limits
 
         # -- checks -----------------------------------------------------------------------
 
@@ -618,6 +702,56 @@ def machine_for(open_fresh_store, fake_clock: bool):
                 assert runs == job.runs, f"run history of {job.id!r}"
             self.touched.clear()
 
+        @invariant()
+        def limits_hold(self) -> None:
+            """A limited queue never has more jobs processing than its limit, beyond those that
+            were already running when it was set."""
+            for queue, limit in self.limits.items():
+                running = {job.id for job in self.processing(queue)}
+                if limit:
+                    assert len(running) <= max(limit, len(running & self.over_limit[queue])), (
+                        f"queue {queue!r}: {sorted(running)} processing, limit {limit}"
+                    )
+
+        @invariant()
+        def queue_list_matches_model(self) -> None:
+            """`queue list`: each queue with jobs or settings, its settings, its jobs by state
+            and the age of its oldest due pending job; run counts by queue and outcome."""
+            now = self.clock.time if timing.fake else self.tick
+            wanted = {}
+            for name in sorted({job.queue for job in self.jobs.values()} | set(SETTING_QUEUES)):
+                jobs = [job for job in self.jobs.values() if job.queue == name]
+                limit = self.limits.get(name, 0)
+                if not jobs and not limit and name not in self.paused:
+                    continue
+                due = [j.run_at for j in jobs if j.state == "pending" and j.run_at <= now]
+                counts = Counter(job.state for job in jobs)
+                age = now - min(due) if due else None
+                wanted[name] = (
+                    name in self.paused,
+                    limit or None,
+                    {state: counts[state] for state in STATES},
+                    age if timing.fake else age is not None,
+                )
+            seen = {}
+            for queue in self.store.queues():
+                age = queue.oldest_ready_age
+                if not timing.fake:  # the server's clock: only whether a job is due is certain
+                    assert age is None or age >= 0, queue
+                    age = age is not None
+                seen[queue.name] = (queue.paused, queue.limit, queue.jobs, age)
+            assert list(seen) == list(wanted), "queues listed"
+            assert seen == wanted, "queue list"
+            if self.runs_closed:
+                self.runs_closed = False
+                counts = {(c.queue, c.outcome): c for c in self.store.run_counts()}
+                assert {key: c.runs for key, c in counts.items()} == self.run_counts
+                for key, count in counts.items():
+                    if timing.fake:
+                        assert count.seconds == pytest.approx(self.run_seconds[key]), key
+                    else:
+                        assert count.seconds >= 0, key
+
     return StoreMachine
 
 
@@ -649,6 +783,8 @@ def fresh_postgres(store, admin):
         admin.execute("DELETE FROM queuectl_jobs")
         admin.execute("DELETE FROM queuectl_workers")
         admin.execute("DELETE FROM queuectl_config")
+        admin.execute("DELETE FROM queuectl_queues")
+        admin.execute("DELETE FROM queuectl_run_counts")
         return KeptOpen(store), None
 
     return open_fresh

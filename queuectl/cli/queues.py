@@ -6,7 +6,7 @@ import click
 
 from ..formatting import clean, table
 from .base import Context, Group, pass_ctx, pass_reader
-from .options import emit_json, json_option, stored_text
+from .options import emit_json, json_option
 
 
 @click.group("queue", cls=Group)
@@ -68,8 +68,11 @@ def queue_list(ctx: Context, as_json: bool) -> None:
     click.echo(table(headers, rows))
 
 
+# Queue names are checked by Queue (specs.check_name: empty, too long, control characters, bytes
+# that are not UTF-8), all before anything is written, with messages that say "queue";
+# options.stored_text would call a bad one a "job id".
 @queue_group.command("pause")
-@click.argument("names", nargs=-1, required=True, metavar="QUEUE...", callback=stored_text)
+@click.argument("names", nargs=-1, required=True, metavar="QUEUE...")
 @pass_ctx
 def queue_pause(ctx: Context, names: tuple[str, ...]) -> None:
     """Pause queues: no worker on any host claims their jobs until they are resumed.
@@ -85,7 +88,7 @@ def queue_pause(ctx: Context, names: tuple[str, ...]) -> None:
 
 
 @queue_group.command("resume")
-@click.argument("names", nargs=-1, required=True, metavar="QUEUE...", callback=stored_text)
+@click.argument("names", nargs=-1, required=True, metavar="QUEUE...")
 @pass_ctx
 def queue_resume(ctx: Context, names: tuple[str, ...]) -> None:
     """Resume paused queues: their jobs can be claimed at once (idle workers wake up).
@@ -102,7 +105,7 @@ def queue_resume(ctx: Context, names: tuple[str, ...]) -> None:
 # A negative N would look like an option to click: taken as an argument, then refused as a
 # bad value (exit 1), like a bad config value.
 @queue_group.command("limit", context_settings={"ignore_unknown_options": True})
-@click.argument("name", metavar="QUEUE", callback=stored_text)
+@click.argument("name", metavar="QUEUE")
 @click.argument("limit", metavar="N")
 @pass_ctx
 def queue_limit(ctx: Context, name: str, limit: str) -> None:

@@ -222,7 +222,7 @@ class PostgresStore(PostgresStoreBase, Operations):
         def both(cur) -> tuple[Finished, str | None]:
             row = cur.execute(statement, params).fetchone()
             finished = Finished(row[0] == 1, _claim_in(row[4:], then_claim))
-            return finished, FREED if row[2] and finished.next_claim is None else row[3]
+            return finished, AFRESH if row[2] else row[3]
 
         def landed(cur):
             # One statement: its claim and its outcome landed together or not at all.
@@ -234,7 +234,7 @@ class PostgresStore(PostgresStoreBase, Operations):
         finished, limited = self._run(both, probe=landed, single=True)
         if limited is None:
             return finished
-        if limited is FREED:  # the snapshot saw its queue full with the job just finished
+        if limited is AFRESH:  # the statement left the claim to one with a fresh snapshot
             return finished._replace(next_claim=self.claim(then_claim))
         claim = self._claim_limited(then_claim, limited) or self._claim(then_claim, (limited,))
         return finished._replace(next_claim=claim)
@@ -286,9 +286,10 @@ class PostgresStore(PostgresStoreBase, Operations):
             close_quietly(listener)
 
 
-# What FINISH_AND_CLAIM's caller does next when the job it finished freed a place in a limited
-# queue and it claimed nothing: claim again, with a fresh snapshot.
-FREED = object()
+# What FINISH_AND_CLAIM's caller does next when the job it finished held a place in a limited
+# queue or released jobs, so that the statement claimed nothing (postgres_claim_sql.py): claim
+# with a fresh snapshot.
+AFRESH = object()
 
 
 def _claim_statement(

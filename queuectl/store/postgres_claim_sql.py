@@ -24,13 +24,14 @@ READY = f"state IN ('pending', 'failed') AND run_at <= {NOW}"
 SETTINGS_IN_FORCE = "EXISTS (SELECT 1 FROM queuectl_queues WHERE paused OR max_running > 0)"
 
 
-def _claiming(pick: str) -> str:
-    """The CTEs that claim the job whose seq `pick` gives (NULL: none) and open its run."""
+def _claiming(pick: str, guard: str = "true") -> str:
+    """The CTEs that claim the job whose seq `pick` gives (NULL: none), only when `guard` (SQL)
+    holds, and open its run."""
     return f"""claimed AS (
     UPDATE queuectl_jobs
     SET state = 'processing', attempts = attempts + 1, worker_id = %(claimer)s,
         lease_until = {NOW} + %(lease)s, updated_at = {NOW}
-    WHERE seq = {pick}
+    WHERE {guard} AND seq = {pick}
     RETURNING *
 ), run AS (
     INSERT INTO queuectl_runs (job_seq, attempt, worker_id, host, started_at, token)
@@ -48,11 +49,16 @@ FAST_OR_BEST = f"""coalesce((
         FOR UPDATE SKIP LOCKED
     ), (SELECT seq FROM best WHERE NOT limited))"""
 
-# `heads`: each open queue's best ready job (locked, SKIP LOCKED, so that claimers at once take
-# different ones), with whether its queue has a limit; `best`: the best of them. Queues in
-# %(passed)s are left out: their claim under the lock just found them full.
-# {queue_filter} and {name_filter} restrict to the worker's queues (postgres_sql.queue_filter).
-CLAIM_CTES = f"""
+
+def claim_ctes(guard: str = "true") -> str:
+    """The claim's CTEs, whose `claimed` claims only when `guard` (SQL) holds.
+
+    `heads`: each open queue's best ready job (locked, SKIP LOCKED, so that claimers at once
+    take different ones), with whether its queue has a limit; `best`: the best of them. Queues
+    in %(passed)s are left out: their claim under the lock just found them full. {queue_filter}
+    and {name_filter} restrict to the worker's queues (postgres_sql.queue_filter).
+    """
+    return f"""
 heads AS (
     SELECT h.seq, h.priority, h.run_at, q.max_running > 0 AS limited, q.name
     FROM queuectl_queues q CROSS JOIN LATERAL (
@@ -66,25 +72,32 @@ heads AS (
           AND q.name <> ALL(%(passed)s::text[])
 ), best AS (
     SELECT * FROM heads ORDER BY priority DESC, run_at, seq LIMIT 1
-), {{claiming}}""".replace("{claiming}", _claiming(FAST_OR_BEST))
+), {_claiming(FAST_OR_BEST, guard)}"""
+
+
 CLAIMED = f"claimed.seq, {', '.join('claimed.' + c for c in JOB_COLUMNS.split(', '))}, run.run_id"
 # The limited queue whose job was best, when the pick left it to CLAIM_LIMITED.
 LIMITED = "(SELECT name FROM best WHERE limited)"
 
 # Always one row: the limited queue (or NULL), then the claim (NULLs when none).
 CLAIM_JOB = f"""
-WITH {CLAIM_CTES}
+WITH {claim_ctes()}
 SELECT {LIMITED}, {CLAIMED}
 FROM (SELECT 1) AS one LEFT JOIN (claimed CROSS JOIN run) ON true
 """
 
 # An outcome and the worker's next claim in one statement: one round trip and one commit per
-# job. The claim sees the statement's snapshot, in which the finished job is still processing:
-# `freed` says that it held a place in a limited queue, which a claim of its own may now take.
-FREED = """(SELECT q.max_running > 0 FROM queuectl_queues q JOIN finished f ON q.name = f.queue)"""
+# job. The claim sees the statement's snapshot, in which the finished job is still processing
+# and the jobs it releases (SPEC §7) still waiting. So when that job's queue has a limit (it
+# held a place there), the queue would look full, and when it released jobs, they would not
+# look ready: the claim would take a worse job, or none. Such a finish (`afresh`) claims
+# nothing here, and postgres.py claims next with a fresh snapshot.
+AFRESH = """(coalesce((SELECT q.max_running > 0
+                      FROM queuectl_queues q JOIN finished f ON q.name = f.queue), false)
+           OR EXISTS (SELECT 1 FROM released))"""
 FINISH_AND_CLAIM = f"""
-WITH {FINISH_CTES}, {CLAIM_CTES}
-SELECT {FINISHED}, {FREED}, {LIMITED}, {CLAIMED}
+WITH {FINISH_CTES}, {claim_ctes(f"NOT {AFRESH}")}
+SELECT {FINISHED}, {AFRESH}, {LIMITED}, {CLAIMED}
 FROM (SELECT 1) AS one LEFT JOIN (claimed CROSS JOIN run) ON true
 """
 

@@ -76,8 +76,9 @@ def list_queues(tx: Any, sql: Any) -> list[QueueInfo]:
 
 
 def paused_queues(tx: Any, sql: Any) -> list[str]:
-    """The names of the paused queues, sorted."""
-    return [row[0] for row in tx.execute(sql.PAUSED_QUEUES, {})]
+    """The names of the paused queues, sorted as `queue list` sorts them (by code point,
+    whatever the server's collation: PostgreSQL's ORDER BY follows the database's locale)."""
+    return sorted(row[0] for row in tx.execute(sql.PAUSED_QUEUES, {}))
 
 
 def run_counts(tx: Any, sql: Any) -> list[RunCount]:
