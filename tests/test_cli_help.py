@@ -66,3 +66,14 @@ def test_short_help_option_and_version(tmp_path):
     assert assert_ok(cli("-h")) == assert_ok(cli("--help"))
     assert "queuectl" in assert_ok(cli("--version"))
     assert files_under(tmp_path) == set()
+
+
+@pytest.mark.parametrize("group", ["worker", "dlq", "config", "queue", "schedule"])
+def test_a_group_without_a_command_shows_its_help_as_lines(group, tmp_path):
+    cli = CLI(str(tmp_path / "never.db"), tmp_path)
+    result = cli(group)
+    assert result.returncode == 2
+    shown = result.stdout + result.stderr
+    assert shown.startswith(f"Usage: queuectl {group}"), shown
+    assert "\\n" not in shown and shown.count("\n") > 5, shown
+    assert files_under(tmp_path) == set()

@@ -182,6 +182,11 @@ class LazyGroup(Group):
             self.add_command(load_command(self.lazy_commands[name]), name)
 
 
+# Click 8.2+ shows a group's help through this error when no command is given: its message is
+# the help text, whose lines must stay lines (Click 8.1 prints the help itself).
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class QueuectlGroup(LazyGroup):
     """The root: turns domain errors raised anywhere below into one-line messages with exit
     status 1."""
@@ -194,6 +199,8 @@ class QueuectlGroup(LazyGroup):
             # Messages quote what users and servers gave (paths, ids, a database's name):
             # control characters are escaped here, once for every command (SPEC §4).
             raise click.ClickException(escaped(str(exc))) from None
+        except NO_ARGS_IS_HELP:
+            raise  # a group called without a command: its help, as written (exit 2)
         except click.ClickException as exc:
             exc.message = escaped(exc.message)
             raise
