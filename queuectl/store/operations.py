@@ -414,3 +414,22 @@ class Operations:
         return self._transaction(
             lambda tx: tx.execute(statement, params).fetchone()[0], reads=True, single=True
         )
+
+    # -- prune (SPEC §8): the rules are store/pruning.py's ----------------------------------
+
+    def prune_finished(
+        self,
+        older_than: float,
+        states: Sequence[JobState],
+        limit: int | None = None,
+        dry_run: bool = False,
+        on_batch: Callable[[Sequence[str]], object] | None = None,
+    ) -> int:
+        from .pruning import prune_finished
+
+        return prune_finished(self, older_than, states, limit, dry_run, on_batch)
+
+    def claim_chore(self, name: str, every: float) -> bool:
+        from .pruning import claim_chore
+
+        return claim_chore(self, name, every)

@@ -145,5 +145,10 @@ MIGRATIONS = [
         last_enqueued_at double precision,
         last_job_id      text
     );
+    -- Prune: runs and dependency edges go with their job through the foreign keys' cascades.
+    CREATE TABLE queuectl_chores (
+        name   text             PRIMARY KEY,
+        ran_at double precision NOT NULL
+    );
     """,
 ]
