@@ -204,5 +204,6 @@ SPEC_COMMANDS = frozenset(
         "config set",
         "config unset",
         "wait",
+        "prune",
     }
 )

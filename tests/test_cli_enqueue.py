@@ -347,6 +347,9 @@ NOT_ON_THE_ENQUEUE_PATH = (
     "queuectl.watching",
     "queuectl.cli.wait",
     "queuectl.store.chaining",  # only a spec with `after` or `unique_key` needs it
+    "queuectl.cli.prune",
+    "queuectl.store.pruning",
+    "queuectl.store.sqlite_admin_sql",
     "dotenv",
     "psycopg",
     "locale",

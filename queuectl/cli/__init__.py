@@ -31,6 +31,7 @@ COMMANDS = {
     "dlq": "queuectl.cli.dlq:dlq",
     "config": "queuectl.cli.config:config_group",
     "wait": "queuectl.cli.wait:wait",
+    "prune": "queuectl.cli.prune:prune",
 }
 
 
