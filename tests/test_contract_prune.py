@@ -149,11 +149,12 @@ def test_prune_goes_in_batches_and_stops_at_its_limit(store):
         store.prune_finished(0, [C], limit=700, on_batch=lambda ids: batches.append(len(ids)))
         == 700
     )
-    assert batches == [500, 200]  # PRUNE_BATCH jobs a transaction at most
+    assert batches == [200, 200, 200, 100]  # PRUNE_BATCH jobs a transaction at most
     assert store.counts()["completed"] == 500
     # on_batch returning False stops the prune after that batch.
-    assert store.prune_finished(0, [C], on_batch=lambda ids: False) == 500
-    assert store.counts()["completed"] == 0
+    assert store.prune_finished(0, [C], on_batch=lambda ids: False) == 200
+    assert store.counts()["completed"] == 300
+    assert store.prune_finished(0, [C]) == 300
 
 
 def test_prune_keeps_the_run_counts(store):

@@ -105,6 +105,9 @@ class Operations:
     def _listen_for_work(self) -> None:
         """Start listening for new work (before a worker's first claim); a backend hook."""
 
+    def _after_bulk_write(self) -> None:
+        """After a transaction that wrote many pages (a batch of prune); a backend hook."""
+
     def _insert_plain(self, specs: Sequence[JobSpec], ids: list[str]) -> None:
         """Insert jobs without dependencies or unique keys, all in one transaction, the
         backend's fastest way (executemany, COPY); DuplicateJob (nothing written) if an id

@@ -10,7 +10,9 @@ Why batches: on SQLite a transaction that deletes holds the store's only write l
 claim waits behind it. Each batch is found by a read that takes no lock (the jobs_state index,
 from where the last batch ended, so a prune walks each state's jobs once), then deleted in a
 transaction of its own, at most PRUNE_BATCH jobs: a claim waits behind one such transaction at
-most, never behind the whole prune. On PostgreSQL a prune takes no lock a claim needs (it
+most, never behind the whole prune. After each batch the backend tidies up (SQLite checkpoints
+its WAL), so that a claim's commit never finds the WAL full of a prune's pages and copies them
+into the store file itself. On PostgreSQL a prune takes no lock a claim needs (it
 deletes finished jobs only, and skips any row someone else holds).
 
 Dependencies (SPEC §7): a completed job may go while jobs still wait on others: they counted
@@ -30,10 +32,10 @@ from typing import Any
 from ..models import FINISHED_STATES, JobState, log_file_name
 from .operations import RETRY, Operations, Transaction
 
-# Most jobs one transaction deletes: small enough that a claim waiting behind it on SQLite
-# waits a few milliseconds (see benchmarks/figures/prune.py), big enough that a million jobs
-# take a few thousand transactions.
-PRUNE_BATCH = 500
+# Most jobs one transaction deletes. Each deleted job dirties about one page of its own (its
+# random id's place in the id index): on SQLite 500 a batch held the write lock for about 25 ms
+# at a million jobs and 200 for a few, at the same total speed (benchmarks/figures/prune.py).
+PRUNE_BATCH = 200
 
 
 def prune_finished(
@@ -113,7 +115,9 @@ def _delete(store: Operations, sql: Any, params: dict, found: list) -> list[tupl
             return list(candidates.items())
         return RETRY
 
-    return store._transaction(delete, single=True, probe=landed)
+    gone = store._transaction(delete, single=True, probe=landed)
+    store._after_bulk_write()
+    return gone
 
 
 def _remove_logs(log_dir: str, found: list, gone: list[tuple[int, str]]) -> None:
