@@ -28,6 +28,7 @@ SIZES: dict[str, tuple[float, float]] = {
     "claim_rounds": (6, 4),
     "dependents": (10_000, 2000),
     "prune_jobs": (1_000_000, 100_000),
+    "prune_baseline_seconds": (10, 4),
     "read_runs": (7, 5),
     "memory_bytes": (2_000_000_000, 300_000_000),
 }

@@ -2,7 +2,7 @@
 each with its run, finished two days ago (N = 1 000 000, quick: 100 000; built with SQL as in
 history.py, after queuectl made the schema). A claimer process, on a connection of its own as a
 worker opens it, claims and completes jobs of its own in a loop (refilling its queue in batches,
-untimed), timing each claim. After a few seconds of that alone (the baseline), the installed
+untimed), timing each claim. After 10 s of that alone (quick: 4 s; the baseline), the installed
 `queuectl prune --older-than 1d` deletes the N jobs, start-up included, while the claimer goes
 on. Values: prune jobs/s (for information) and the longest claim during the prune, against the
 longest claim of the seconds before it. Target: a claim never waits more than 100 ms behind a
@@ -27,7 +27,6 @@ NAME = "prune"
 TARGET = Target("max", 100.0, "≤ 100 ms")
 RESULT = RunResult(Outcome.EXITED, 0, None, "", None)
 DEFAULTS = {"max-retries": 0, "job-timeout": 300.0}
-BASELINE_SECONDS = 4.0
 REFILL = 500  # jobs the claimer adds when its queue is empty (not timed)
 AGE = 2 * 86400  # the N jobs finished this long ago; prune takes those older than a day
 
@@ -54,6 +53,7 @@ def run(bench: Bench, backend) -> list[Row]:
 
 
 def measure(bench: Bench, backend, target: str, jobs: int, build_seconds: float) -> list[Row]:
+    baseline_seconds = bench.size("prune_baseline_seconds")
     context = multiprocessing.get_context("fork")
     stop = context.Event()
     ready = context.Event()
@@ -65,7 +65,7 @@ def measure(bench: Bench, backend, target: str, jobs: int, build_seconds: float)
             raise RuntimeError("the claimer did not start")
         time.sleep(1.0)  # warm-up: connection, caches, the first refill
         baseline_from = time.monotonic()
-        time.sleep(BASELINE_SECONDS)
+        time.sleep(baseline_seconds)
         started = time.monotonic()
         out = bench.run(bench.queuectl(target, "prune", "--older-than", "1d"), timeout=3600)
         ended = time.monotonic()
@@ -102,16 +102,13 @@ def measure(bench: Bench, backend, target: str, jobs: int, build_seconds: float)
         "claims_during": len(during),
         "claims_per_s_before": round(len(before) / (started - baseline_from)),
         "claims_per_s_during": round(len(during) / seconds),
-        "claim_ms_p50_p99_max_during": [
-            round(percentile(claim_ms, 50), 3),
-            round(percentile(claim_ms, 99), 3),
-            round(max(claim_ms), 3),
-        ],
-        "claim_ms_p50_p99_max_before": [
-            round(percentile(base_ms, 50), 3),
-            round(percentile(base_ms, 99), 3),
-            round(max(base_ms), 3),
-        ],
+        # On a shared machine the longest claims are the scheduler's and the disk's as much
+        # as the prune's: how many claims waited that long, and the high percentiles, say
+        # which it was.
+        "claim_ms_p50_p99_p999_max_during": spread(claim_ms),
+        "claim_ms_p50_p99_p999_max_before": spread(base_ms),
+        "claims_over_100ms_during": sum(1 for ms in claim_ms if ms > 100),
+        "claims_over_100ms_before": sum(1 for ms in base_ms if ms > 100),
         "finish_ms_max_during": round(max(finish_ms), 3),
         "build_seconds": round(build_seconds, 1),
         "completed_left": left["completed"],
@@ -124,7 +121,7 @@ def measure(bench: Bench, backend, target: str, jobs: int, build_seconds: float)
             value=max(claim_ms),
             unit="ms",
             baseline=max(base_ms),
-            baseline_label=f"longest claim, {BASELINE_SECONDS:g} s without prune",
+            baseline_label=f"longest claim, {baseline_seconds} s without prune",
             target=TARGET,
             details=details,
         ),
@@ -137,6 +134,11 @@ def measure(bench: Bench, backend, target: str, jobs: int, build_seconds: float)
             details={"prune_seconds": round(seconds, 2)},
         ),
     ]
+
+
+def spread(values: list[float]) -> list[float]:
+    """p50, p99, p99.9 and the largest of `values`, rounded."""
+    return [round(percentile(values, pct), 3) for pct in (50, 99, 99.9)] + [round(max(values), 3)]
 
 
 def claim_loop(target: str, stop, ready, send) -> None:
