@@ -219,3 +219,35 @@ def read_all(fd: int) -> bytes:
             break
         seen += chunk
     return seen
+
+
+def test_a_workers_retention_pass_is_bounded_and_once_a_minute(store, monkeypatch):
+    # In-process, on a real store: a pass stops at its time budget after the batch under way
+    # (here a budget of 0: one batch), and neither the same worker nor another one of the
+    # store prunes again within the minute.
+    from storekit import OK, claim, spec
+
+    from queuectl import worker as worker_module
+    from queuectl.store.pruning import PRUNE_BATCH
+
+    store.add([spec(f"j{n}") for n in range(PRUNE_BATCH + 50)])
+    while (held := claim(store)) is not None:
+        assert store.finish(held, OK, None).held
+    monkeypatch.setattr(worker_module, "PRUNE_PASS_SECONDS", 0.0)
+
+    def worker(stopping: bool = False) -> worker_module.Worker:
+        made = worker_module.Worker(store, quiet=True)
+        made._load_settings()
+        made.stopping = stopping
+        return made
+
+    worker()._prune_by_retention()  # retention 0: keep forever
+    store.config_set("retention", "0.001")
+    worker(stopping=True)._prune_by_retention()  # a stopping worker starts no pass
+    assert store.counts()["completed"] == PRUNE_BATCH + 50
+    first = worker()
+    first._prune_by_retention()
+    assert store.counts()["completed"] == 50  # one batch: the budget ran out
+    first._prune_by_retention()  # asked less than a minute ago: the store is not even asked
+    worker()._prune_by_retention()  # another worker: the store says it was done this minute
+    assert store.counts()["completed"] == 50
