@@ -27,6 +27,8 @@ SIZES: dict[str, tuple[float, float]] = {
     "claim_jobs": (1000, 1000),
     "claim_rounds": (6, 4),
     "dependents": (10_000, 2000),
+    "prune_jobs": (1_000_000, 100_000),
+    "prune_baseline_seconds": (10, 4),
     "read_runs": (7, 5),
     "memory_bytes": (2_000_000_000, 300_000_000),
 }

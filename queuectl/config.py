@@ -86,6 +86,45 @@ def _number(minimum: str) -> Callable[[str], float]:
     return parse
 
 
+# DURATION (SPEC §8): seconds in each unit; a number without one is seconds.
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_FORM = "a number of seconds, or a number with a unit s, m, h or d (90s, 15m, 1.5h, 7d)"
+
+
+def _duration_parts(text: str) -> tuple[str, str]:
+    """The number and the unit ('' for none) of a DURATION, ASCII whitespace around it dropped;
+    the number is not checked yet."""
+    text = text.strip(_SPACE)
+    if text[-1:] in DURATION_UNITS:
+        return text[:-1], text[-1]
+    return text, ""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a DURATION (SPEC §8): a non-negative plain decimal, optionally followed by a
+    unit `s`, `m`, `h` or `d` with nothing in between (`90`, `90s`, `15m`, `1.5h`, `7d`);
+    ConfigError otherwise (`-1`, `1w`, `7 d`, `1e3`, `inf`, `٣d`, empty)."""
+    number, unit = _duration_parts(text)
+    # _split forgives whitespace around the number: here it would be inside the value (`7 d`).
+    if number != number.strip(_SPACE) or _split(number) is None:
+        if number.startswith("-") and _split(number[1:]) is not None:
+            raise ConfigError(f"must be at least 0, got {text.strip(_SPACE)}")
+        raise ConfigError(f"{text!r} is not a duration: give {DURATION_FORM}")
+    seconds = float(number) * DURATION_UNITS[unit or "s"]
+    if seconds > MAX_SECONDS:
+        raise ConfigError(f"must be at most {MAX_SECONDS:g} seconds, got {text.strip(_SPACE)}")
+    return seconds
+
+
+def canonical_duration(text: str) -> str:
+    """A DURATION as it is stored and shown: its number in canonical form, its unit kept
+    (`007d` → `7d`, `1.50h` → `1.5h`). Text that is no DURATION is returned as it is."""
+    number, unit = _duration_parts(text)
+    if number != number.strip(_SPACE) or _split(number) is None:
+        return text
+    return canonical(number) + unit
+
+
 def _count(text: str) -> int:
     whole, _ = _plain(text, 0, integer=True)
     whole = whole.lstrip("0") or "0"
@@ -100,6 +139,7 @@ class Key(NamedTuple):
     default: str
     parse: Callable[[str], float]
     help: str
+    form: Callable[[str], str] = canonical  # the value as stored and shown
 
 
 KEYS: dict[str, Key] = {
@@ -114,6 +154,14 @@ KEYS: dict[str, Key] = {
         # keeps a core busy for nothing.
         Key("lease-seconds", "30", _number("1"), "silence after which a job is requeued"),
         Key("poll-interval", "1.0", _number("0.01"), "longest idle wait between looks"),
+        # SPEC §8: a DURATION, parsed to seconds; stored and shown with its unit (`7d`).
+        Key(
+            "retention",
+            "0",
+            parse_duration,
+            "workers prune completed and canceled jobs older than this; 0 = keep forever",
+            canonical_duration,
+        ),
     )
 }
 
@@ -143,7 +191,7 @@ def canonical_value(key: str, text: str) -> str:
     """`text` checked for `key` (ConfigError naming the key) and in canonical form: what
     `config set` stores and prints."""
     parse_value(key, text)
-    return canonical(text)
+    return KEYS[key].form(text)
 
 
 class Entry(NamedTuple):
@@ -161,9 +209,9 @@ def resolve(stored: Mapping[str, str], environ: Mapping[str, str] | None = None)
     entries = []
     for key, spec in KEYS.items():
         if env_name(key) in environ:
-            entries.append(Entry(key, canonical(environ[env_name(key)]), "env"))
+            entries.append(Entry(key, spec.form(environ[env_name(key)]), "env"))
         elif key in stored:
-            entries.append(Entry(key, canonical(stored[key]), "store"))
+            entries.append(Entry(key, spec.form(stored[key]), "store"))
         else:
             entries.append(Entry(key, spec.default, "default"))
     return entries

@@ -47,6 +47,9 @@ CANCELABLE_STATES = frozenset(
 # Finished without completing: a dependency that ended so dooms the jobs waiting on it, and
 # `wait` exits 3 for it (SPEC §7).
 ENDED_BADLY = frozenset({JobState.DEAD, JobState.CANCELED})
+# SPEC §8: what `prune` deletes unless told otherwise, and what workers prune by `retention`
+# (dead jobs wait in the dead-letter queue for someone to look at them).
+PRUNED_BY_DEFAULT = (JobState.COMPLETED, JobState.CANCELED)
 
 
 class Outcome(str, Enum):

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, NamedTuple
 from . import config
 from .errors import DuplicateJob, QueueError
 from .models import (
+    FINISHED_STATES,
     MAX_QUEUE_LENGTH,
+    PRUNED_BY_DEFAULT,
     CommandFate,
     Job,
     JobSpec,
@@ -29,6 +31,10 @@ if TYPE_CHECKING:  # imported when used: `enqueue` loads none of them
     from .runlogs import RunLog
     from .schedules import Schedule
     from .watching import WaitResult
+
+
+# `queuectl prune` without --older-than (SPEC §8).
+DEFAULT_PRUNE_AGE = "7d"
 
 
 class Status(NamedTuple):
@@ -366,6 +372,41 @@ class Queue:
     def remove_schedule(self, name: str) -> None:
         """Delete a schedule; the jobs it enqueued stay. ScheduleNotFound."""
         self.store.remove_schedule(name)
+
+    # -- retention (SPEC §8) ---------------------------------------------------------------
+
+    def prune(
+        self,
+        older_than: float | str = DEFAULT_PRUNE_AGE,
+        states: Iterable[JobState | str] = PRUNED_BY_DEFAULT,
+        dry_run: bool = False,
+        limit: int | None = None,
+        on_batch: Callable[[Sequence[str]], object] | None = None,
+    ) -> int:
+        """Delete finished jobs whose last change is older than `older_than` (seconds, or a
+        DURATION such as "7d"; 0: every finished job) and in one of `states` (completed,
+        canceled, dead), with their run history and the log files of their runs on this host
+        (`queuectl prune`). Returns how many were deleted, or with `dry_run` how many would be
+        (nothing is deleted). At most `limit` jobs (None: all). `on_batch(ids)` is called
+        after each batch of deletions commits; returning False stops there. A bad DURATION is
+        a config.ConfigError, a state that is not finished a QueueError.
+
+            with Queue.open("jobs.db") as queue:
+                gone = queue.prune("30d", states=["completed", "canceled", "dead"])
+        """
+        seconds = config.parse_duration(older_than) if isinstance(older_than, str) else older_than
+        if not seconds >= 0:  # also NaN
+            raise config.ConfigError(f"older_than must be at least 0, got {older_than}")
+        chosen = []
+        for state in states:
+            try:
+                chosen.append(JobState(state))
+            except ValueError:
+                raise QueueError(f"unknown state {state!r}") from None
+            if chosen[-1] not in FINISHED_STATES:
+                finished = ", ".join(sorted(s.value for s in FINISHED_STATES))
+                raise QueueError(f"prune deletes finished jobs ({finished}), not {state} ones")
+        return self.store.prune_finished(float(seconds), chosen, limit, dry_run, on_batch)
 
     # -- workers ---------------------------------------------------------------------------
 

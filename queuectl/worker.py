@@ -21,7 +21,7 @@ from .eventlog import EventLog, write_line
 from .faults import crash_point
 from .job_run import JobRun
 from .liveness import host_name
-from .models import Claim, heartbeat_interval, retry_delay
+from .models import PRUNED_BY_DEFAULT, Claim, heartbeat_interval, retry_delay
 from .process_groups import kill_lost_run
 from .runlogs import LogFolder
 from .scheduling import ScheduleTicker
@@ -46,6 +46,12 @@ STORE_CALL_SECONDS = 3.0
 # A pause between retries looks this often whether a stop was asked for (a signal does not cut
 # a sleep short: PEP 475 resumes it).
 PAUSE_SLICE_SECONDS = 0.05
+# Retention (SPEC §8): one worker of the store, whichever takes the chore in the store first,
+# prunes at most once a minute; each worker asks at most that often. A pass takes at most
+# PRUNE_PASS_SECONDS of its time between jobs (a third of the lease if that is shorter: its
+# registry heartbeat waits meanwhile); what is left goes in the next pass.
+PRUNE_EVERY_SECONDS = 60.0
+PRUNE_PASS_SECONDS = 5.0
 
 T = TypeVar("T")
 
@@ -87,6 +93,7 @@ class Worker:
         # counts from there.
         self._claim_sent = 0.0
         self._next_maintenance = 0.0  # monotonic time of the next registry heartbeat and rescue
+        self._next_prune = 0.0  # monotonic time this worker next asks to prune (retention)
         # Its runs' log files: the folder held open, and a spare empty file, from run to run.
         self._logs = LogFolder(os.fspath(store.log_dir))  # a string: joined once per job
         # Schedules (SPEC §8): every running worker fires them; burst workers do not.
@@ -176,6 +183,7 @@ class Worker:
         for job_id in rescued:
             self.say(f"requeued {job_id}: its worker went silent and its lease expired")
             self._kill_leftovers(job_id)
+        self._prune_by_retention()
         return True
 
     def tick_schedules(self) -> None:
@@ -183,6 +191,26 @@ class Worker:
         idle, and from a running job's lease thread. Store errors are the ticker's to say."""
         if self._schedules is not None and not self.stopping:
             self._schedules.tick()
+
+    def _prune_by_retention(self) -> None:
+        """With `retention` set, prune completed and canceled jobs older than it (SPEC §8), if
+        this worker is the one of the store to do it this minute; in short batches, each its
+        own transaction, so that the other workers' claims go on between them."""
+        retention = self._settings["retention"]
+        started = time.monotonic()
+        if retention <= 0 or self.stopping or started < self._next_prune:
+            return
+        self._next_prune = started + PRUNE_EVERY_SECONDS
+        if not self.store.claim_chore("retention", PRUNE_EVERY_SECONDS):
+            return
+        deadline = started + min(PRUNE_PASS_SECONDS, self._settings["lease-seconds"] / 3)
+        pruned = self.store.prune_finished(
+            retention,
+            PRUNED_BY_DEFAULT,
+            on_batch=lambda _ids: not self.stopping and time.monotonic() < deadline,
+        )
+        if pruned:
+            self.say(f"pruned {pruned} jobs finished more than {retention:g} s ago (retention)")
 
     def _kill_leftovers(self, job_id: str) -> None:
         """If the lost run was on this host and its command still runs (the whole pool was

@@ -214,5 +214,6 @@ SPEC_COMMANDS = frozenset(
         "schedule pause",
         "schedule resume",
         "schedule remove",
+        "prune",
     }
 )

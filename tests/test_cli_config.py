@@ -12,6 +12,7 @@ DEFAULTS = {
     "job-timeout": 300,
     "lease-seconds": 30,
     "poll-interval": 1.0,
+    "retention": 0,  # a DURATION (SPEC §8); 0 = keep forever
 }
 
 
@@ -99,6 +100,16 @@ BAD_VALUES = [
     ("lease-seconds", "0.5"),
     ("poll-interval", "1e-9"),
     ("poll-interval", "0.001"),
+    # retention is a DURATION (SPEC §8)
+    ("retention", "-1"),
+    ("retention", "1w"),
+    ("retention", "abc"),
+    ("retention", ""),
+    ("retention", "7 d"),
+    ("retention", "1e3"),
+    ("retention", "7D"),
+    ("retention", "٣d"),
+    ("retention", "inf"),
 ]
 
 
@@ -118,6 +129,7 @@ CANONICAL = [
     ("job-timeout", "0600.000", "600.0"),
     ("lease-seconds", " 1 ", "1"),  # the smallest lease
     ("poll-interval", "0.010", "0.01"),  # the shortest poll
+    ("retention", "007d", "7d"),  # a DURATION keeps its unit
 ]
 
 
@@ -132,6 +144,8 @@ def test_config_values_are_stored_and_shown_canonically(cli):
     # An override is the value in effect, shown the same way.
     assert config_get(cli, "max-retries", env={"QUEUECTL_MAX_RETRIES": "0042"}) == "42"
     assert_error(cli("config", "get", "max-retries", env={"QUEUECTL_MAX_RETRIES": "٣"}), 1)
+    assert config_get(cli, "retention", env={"QUEUECTL_RETENTION": " 1.50h "}) == "1.5h"
+    assert_error(cli("config", "get", "retention", env={"QUEUECTL_RETENTION": "1w"}), 1)
 
 
 def test_config_set_bad_value_on_every_backend(cli):

@@ -548,6 +548,7 @@ DEFAULT_SETTINGS = {
     "job-timeout": 300.0,
     "lease-seconds": 30.0,
     "poll-interval": 1.0,
+    "retention": 0.0,
 }
 
 
@@ -711,6 +712,7 @@ def test_resolve_prefers_env_then_store_then_default():
         "job-timeout": ("0", "env"),
         "lease-seconds": ("30", "default"),
         "poll-interval": ("1.0", "default"),
+        "retention": ("0", "default"),
     }
     assert [entry.key for entry in entries] == list(config.KEYS)
 

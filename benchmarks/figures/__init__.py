@@ -6,6 +6,7 @@ from . import (
     enqueue_latency,
     memory,
     pickup,
+    prune,
     read_scale,
     release_dependents,
     throughput,
@@ -22,5 +23,6 @@ FIGURES = {
         read_scale,
         memory,
         release_dependents,
+        prune,
     )
 }

@@ -33,6 +33,7 @@ COMMANDS = {
     "wait": "queuectl.cli.wait:wait",
     "queue": "queuectl.cli.queues:queue_group",
     "schedule": "queuectl.cli.schedule:schedule",
+    "prune": "queuectl.cli.prune:prune",
 }
 
 

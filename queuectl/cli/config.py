@@ -58,11 +58,13 @@ def config_set(ctx: Context, key: str, value: str) -> None:
     """Store a value for KEY.
 
     VALUE is a plain decimal number such as 5 or 2.5 (a whole number for max-retries),
-    stored and shown in canonical form: 007 becomes 7, 2.50 becomes 2.5.
+    stored and shown in canonical form: 007 becomes 7, 2.50 becomes 2.5. For retention it
+    is a DURATION: seconds, or a number with a unit s, m, h or d (90s, 15m, 1.5h, 7d).
 
     \b
-    Example:
+    Examples:
       queuectl config set job-timeout 600
+      queuectl config set retention 7d
     """
     click.echo(f"{key} = {ctx.queue.config_set(key, value)}")
 

@@ -195,6 +195,31 @@ class Store(Protocol):
         config `defaults` (`max-retries`, `job-timeout`) where the schedule sets none. Says
         how long until the next fire time (see store/schedule_ops.py)."""
 
+    # -- prune (SPEC §8) -------------------------------------------------------------------
+
+    def prune_finished(
+        self,
+        older_than: float,
+        states: Sequence[JobState],
+        limit: int | None = None,
+        dry_run: bool = False,
+        on_batch: Callable[[Sequence[str]], object] | None = None,
+    ) -> int:
+        """Delete finished jobs of `states` (completed, canceled, dead: ValueError for another)
+        whose last change is at least `older_than` seconds old (0: every such job), with their
+        runs, their dependency edges and the log files their runs left on this host; returns
+        how many were deleted (with `dry_run`: would be; nothing is deleted). At most `limit`
+        jobs (None: all). Unfinished jobs are never deleted, nor a dead or canceled job that a
+        waiting job still depends on; run counts (metrics) are kept.
+
+        Batches of at most a few hundred jobs, one short transaction each, so that claims never
+        wait long behind a prune. After each batch commits, `on_batch(ids)` gets the ids
+        deleted in it; returning False stops the prune there."""
+
+    def claim_chore(self, name: str, every: float) -> bool:
+        """Whether the caller is the one to do the chore `name` now: a compare-and-set in the
+        store, True for at most one caller (any process, any host) per `every` seconds."""
+
 
 def worker_row_kept(lease_seconds: float) -> float:
     """How long a silent worker's row is kept: well past its lease (5 minutes for the default

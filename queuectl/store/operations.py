@@ -110,6 +110,9 @@ class Operations:
     def _listen_for_work(self) -> None:
         """Start listening for new work (before a worker's first claim); a backend hook."""
 
+    def _after_bulk_write(self) -> None:
+        """After a transaction that wrote many pages (a batch of prune); a backend hook."""
+
     def _insert_plain(self, specs: Sequence[JobSpec], ids: list[str]) -> None:
         """Insert jobs without dependencies or unique keys, all in one transaction, the
         backend's fastest way (executemany, COPY); DuplicateJob (nothing written) if an id
@@ -488,3 +491,22 @@ class Operations:
         from . import schedule_ops
 
         return schedule_ops.fire_due(self, defaults)
+
+    # -- prune (SPEC §8): the rules are store/pruning.py's ----------------------------------
+
+    def prune_finished(
+        self,
+        older_than: float,
+        states: Sequence[JobState],
+        limit: int | None = None,
+        dry_run: bool = False,
+        on_batch: Callable[[Sequence[str]], object] | None = None,
+    ) -> int:
+        from .pruning import prune_finished
+
+        return prune_finished(self, older_than, states, limit, dry_run, on_batch)
+
+    def claim_chore(self, name: str, every: float) -> bool:
+        from .pruning import claim_chore
+
+        return claim_chore(self, name, every)

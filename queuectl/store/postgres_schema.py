@@ -162,5 +162,10 @@ MIGRATIONS = [
     );
     CREATE INDEX queuectl_schedules_next ON queuectl_schedules (next_run_at)
         WHERE next_run_at IS NOT NULL;
+    -- Prune: runs and dependency edges go with their job through the foreign keys' cascades.
+    CREATE TABLE queuectl_chores (
+        name   text             PRIMARY KEY,
+        ran_at double precision NOT NULL
+    );
     """,
 ]

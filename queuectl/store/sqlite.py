@@ -13,6 +13,7 @@ pipes. The connection is SQLiteStoreBase's, in sqlite_conn.py; the SQL is sqlite
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -179,6 +180,15 @@ class SQLiteStore(SQLiteStoreBase, Operations):
         if next_claim is not None:
             self._open_claims.add(_claim_key(next_claim))
         return Finished(finished.rowcount == 1, next_claim)
+
+    def _after_bulk_write(self) -> None:
+        # Copy the WAL into the store file now, waiting for no one (PASSIVE): left there, the
+        # pages of a prune's batches would make the next claim's commit pass the autocheckpoint
+        # threshold and copy them itself, a claim held up by tens of milliseconds.
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):  # busy (another checkpoint): no matter
+                conn.execute(sql.CHECKPOINT_PASSIVE)
 
     # -- waiting ---------------------------------------------------------------------------
 

@@ -5,6 +5,9 @@ postgres_admin_sql.py; the rules that use them are written once (operations.py a
 store's feature modules).
 """
 
+import json
+from collections.abc import Sequence
+
 # -- queues ----------------------------------------------------------------------------------
 
 SET_QUEUE_PAUSED = """
@@ -33,6 +36,52 @@ GROUP BY queue, outcome ORDER BY queue, outcome
 """
 
 # -- prune -----------------------------------------------------------------------------------
+# Used by store/pruning.py. A job of :state (a finished state) last changed at or before
+# :cutoff, past seq :after (batches walk jobs_state in seq order, each from where the last one
+# ended). A dead or canceled job that a `waiting` job still points at is kept: that job is yet to
+# be canceled through it (chaining.settle_stranded), and would be released if its edge went.
+# A completed one may go: its dependents no longer count it, and a missing edge counts as met.
+PRUNABLE = """
+state = :state AND seq > :after AND updated_at <= :cutoff
+AND (state = 'completed' OR NOT EXISTS (
+    SELECT 1 FROM job_deps e JOIN jobs w ON w.seq = e.job_seq
+    WHERE e.dep_seq = jobs.seq AND w.state = 'waiting'
+))
+"""
+# The next batch: at most :limit jobs, with their runs (their log files are deleted after).
+SELECT_PRUNABLE = f"""
+WITH batch AS (
+    SELECT seq, id FROM jobs INDEXED BY jobs_state WHERE {PRUNABLE} ORDER BY seq LIMIT :limit
+)
+SELECT b.seq, b.id, r.run_id, r.worker_id
+FROM batch b LEFT JOIN runs r ON r.job_seq = b.seq
+"""
+COUNT_PRUNABLE = f"SELECT count(*) FROM jobs INDEXED BY jobs_state WHERE {PRUNABLE}"
+# The batch's jobs (:seqs, as seq_list gives them) that are still prunable; their runs and
+# edges go with them (the jobs_deleted trigger). NOT INDEXED: found by rowid, not by a walk of
+# jobs_state from :after.
+DELETE_PRUNABLE = f"""
+DELETE FROM jobs NOT INDEXED
+WHERE seq IN (SELECT value FROM json_each(:seqs)) AND {PRUNABLE}
+RETURNING seq, id
+"""
+# After a COMMIT whose answer was lost (PostgreSQL only): which of the batch are still there.
+SELECT_SEQS_LEFT = "SELECT seq FROM jobs WHERE seq IN (SELECT value FROM json_each(:seqs))"
+
+# A chore (:name) done at most once per :every seconds for the whole store: a row back means
+# the caller is the one to do it now. A time more than :every ahead means the clock went back.
+CLAIM_CHORE = """
+INSERT INTO chores (name, ran_at) VALUES (:name, :now)
+ON CONFLICT (name) DO UPDATE SET ran_at = excluded.ran_at
+WHERE chores.ran_at <= excluded.ran_at - :every OR chores.ran_at > excluded.ran_at + :every
+RETURNING ran_at
+"""
+
+
+def seq_list(seqs: Sequence[int]) -> str:
+    """The :seqs parameter of DELETE_PRUNABLE: JSON text, read by json_each."""
+    return json.dumps(list(seqs))
+
 
 # -- schedules -------------------------------------------------------------------------------
 

@@ -179,5 +179,22 @@ MIGRATIONS = [
         last_job_id      TEXT
     );
     CREATE INDEX schedules_next ON schedules (next_run_at) WHERE next_run_at IS NOT NULL;
+    -- Prune (SPEC §8). Deleting a job deletes its runs and its dependency edges, as
+    -- PostgreSQL's foreign keys cascade: a job's seq is reused once the newest job is deleted,
+    -- and a new job must inherit no run or edge. job_deps_job finds the edges of a dependent
+    -- (as queuectl_job_deps_job does; RELEASE_STRANDED uses it too). `chores`: when a task done
+    -- at most once per interval for the whole store (the workers' prune by `retention`) last
+    -- ran, taken with a compare-and-set.
+    CREATE INDEX job_deps_job ON job_deps (job_seq);
+    CREATE TRIGGER jobs_deleted AFTER DELETE ON jobs
+    BEGIN
+        DELETE FROM runs WHERE job_seq = OLD.seq;
+        DELETE FROM job_deps WHERE dep_seq = OLD.seq;
+        DELETE FROM job_deps WHERE job_seq = OLD.seq;
+    END;
+    CREATE TABLE chores (
+        name   TEXT PRIMARY KEY,
+        ran_at REAL NOT NULL
+    ) WITHOUT ROWID;
     """,
 ]

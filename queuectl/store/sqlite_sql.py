@@ -30,6 +30,8 @@ JOURNAL_WAL = "PRAGMA journal_mode = WAL"
 COUNT_OBJECTS = "SELECT count(*) FROM sqlite_master"
 # Incremented when another connection commits: the wake-up fallback without named pipes.
 DATA_VERSION = "PRAGMA data_version"
+# After a big write (a batch of prune): copy the WAL into the file, waiting for no one.
+CHECKPOINT_PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
 
 
 def set_schema_version(version: int) -> str:
