@@ -118,10 +118,11 @@ def store_matches(cli, described: str) -> bool:
 
 def test_status_json_has_the_spec_shape(cli):
     status = cli.json("status")
-    assert set(status) == {"store", "jobs", "workers"}
+    assert set(status) == {"store", "jobs", "workers", "paused_queues"}  # SPEC §4, §8
     assert store_matches(cli, status["store"]), status["store"]
     assert status["jobs"] == dict.fromkeys(STATES, 0)
     assert status["workers"] == []
+    assert status["paused_queues"] == []
 
     for job_id in ("p1", "p2", "p3"):
         enqueue(cli, id=job_id, command="true")
