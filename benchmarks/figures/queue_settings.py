@@ -64,6 +64,7 @@ class Pass:
     claim_us: float  # mean µs of one claim (single claimer; 4 claimers: each one's mean)
     finish_us: float
     queues: Counter
+    cpu_us: float | None = None  # single claimer: CPU per claim+finish (see cpu_ns)
 
 
 def run(bench: Bench, backend) -> list[Row]:
@@ -167,9 +168,26 @@ def _row(backend, passes: dict, claims: int, claimers: int) -> Row:
                 round(median([p.claim_us for p in off])),
                 round(median([p.finish_us for p in off])),
             ],
+            **_cpu_details(off, on),
             "share_of_claims_in_limited_queues": round(limited / max(1, sum(taken.values())), 3),
         },
     )
+
+
+def _cpu_details(off: list[Pass], on: list[Pass]) -> dict:
+    """CPU per claim+finish with and without the settings, and their paired ratio (as the
+    rates': without / with), when every pass measured it (single claimer)."""
+    if any(p.cpu_us is None for p in off + on):
+        return {}
+    return {
+        "cpu_us_with_without": [
+            round(median([p.cpu_us for p in on])),
+            round(median([p.cpu_us for p in off])),
+        ],
+        "cpu_ratio_median": round(
+            median([a.cpu_us / b.cpu_us for a, b in zip(off, on, strict=True)]), 3
+        ),
+    }
 
 
 def settings(target: str, on: bool) -> None:
@@ -191,14 +209,33 @@ def one_pass(backend, target: str, on: bool, claimers: int, claims: int) -> Pass
         if claimers == 1:
             store = open_as_worker(target)  # the connection is not part of the figure
             try:
+                cpu = cpu_ns(store)
                 start, end, claim_s, finish_s, queues = claim_loop(store, claims, "claimer-0")
+                after = cpu_ns(store)
+                cpu_us = None if None in (cpu, after) else (after - cpu) / claims / 1e3
             finally:
                 store.close()
             rate = claims / (end - start)
-            return Pass(rate, claim_s / claims * 1e6, finish_s / claims * 1e6, queues)
+            return Pass(rate, claim_s / claims * 1e6, finish_s / claims * 1e6, queues, cpu_us)
         return _concurrent(target, claimers, claims)
     finally:
         reset(backend, target)
+
+
+def cpu_ns(store) -> int | None:
+    """CPU spent so far by this process and, on PostgreSQL, by the store's server backend
+    (its /proc schedstat: a server on this host, readable by this user), or None. On a
+    shared machine, CPU moves much less than wall time with what else runs, so the details
+    give its ratio beside the rates'."""
+    own = time.process_time_ns()
+    conn = getattr(store, "_conn", None)  # the harness's peek: PostgresStoreBase's connection
+    if not hasattr(conn, "info"):  # SQLite: every step is this process's
+        return own
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/schedstat") as handle:
+            return own + int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def claim_loop(store, claims: int, worker: str) -> tuple[float, float, float, float, Counter]:
