@@ -31,6 +31,10 @@ SIZES: dict[str, tuple[float, float]] = {
     "prune_baseline_seconds": (10, 4),
     "read_runs": (7, 5),
     "memory_bytes": (2_000_000_000, 300_000_000),
+    "qs_backlog": (2000, 500),
+    "qs_ready": (100, 40),
+    "qs_claims": (1000, 400),
+    "qs_rounds": (6, 4),
 }
 
 

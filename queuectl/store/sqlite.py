@@ -87,7 +87,10 @@ class SQLiteStore(SQLiteStoreBase, Operations):
         rows = [new_job_row(spec, now) for spec in specs]
         try:
             with self._write() as conn:
-                conn.executemany(sql.INSERT_JOB, rows)
+                for start in range(0, len(rows), sql.INSERT_ROWS):
+                    chunk = rows[start : start + sql.INSERT_ROWS]
+                    values = [row[key] for row in chunk for key in sql.INSERT_KEYS]
+                    conn.execute(sql.insert_jobs(len(chunk)), values)
         except sqlite3.IntegrityError:
             raise DuplicateJob(self._first_existing([spec.id for spec in specs])) from None
 
