@@ -127,11 +127,14 @@ MIGRATIONS = [
     INSERT INTO queues (name) SELECT DISTINCT queue FROM jobs;
     -- Every claim asks whether any queue is paused or limited: one lookup, however many queues.
     CREATE INDEX queues_set ON queues (name) WHERE paused OR max_running > 0;
+    -- A limited queue's running jobs, counted by every claim while a limit is in force.
+    CREATE INDEX jobs_running ON jobs (queue) WHERE state = 'processing';
     CREATE TRIGGER jobs_queue_known AFTER INSERT ON jobs
     BEGIN
         INSERT OR IGNORE INTO queues (name) VALUES (NEW.queue);
     END;
-    CREATE INDEX jobs_queue_ready ON jobs (queue, priority DESC, run_at, seq)
+    -- `state` too, so that looking up each queue's best job reads the index alone.
+    CREATE INDEX jobs_queue_ready ON jobs (queue, priority DESC, run_at, seq, state)
         WHERE state IN ('pending', 'failed');
     DROP INDEX jobs_due;
     CREATE INDEX jobs_queue_due ON jobs (queue, run_at) WHERE state IN ('pending', 'failed');

@@ -178,15 +178,13 @@ COUNT_BY_STATE = "SELECT (SELECT count(*) FROM jobs), " + ", ".join(
 
 # -- running ----------------------------------------------------------------------------------
 
-# Queues no claim may take from (SPEC §8): paused, or with as many jobs running as their limit.
-# The running jobs are few (one per busy worker), counted once per claim through jobs_state.
+# Queues no claim may take from (SPEC §8): paused, or with as many jobs running as their limit,
+# counted through jobs_running (only running jobs: a handful of entries).
 BLOCKED_QUEUES = """
-SELECT name FROM queues WHERE paused
-UNION ALL
-SELECT q.name FROM queues q
-JOIN (SELECT queue, count(*) AS running FROM jobs INDEXED BY jobs_state
-      WHERE state = 'processing' GROUP BY queue) AS r ON r.queue = q.name
-WHERE q.max_running > 0 AND r.running >= q.max_running
+SELECT name FROM queues INDEXED BY queues_set
+WHERE (paused OR max_running > 0) AND (paused OR max_running <= (
+    SELECT count(*) FROM jobs INDEXED BY jobs_running
+    WHERE state = 'processing' AND queue = queues.name))
 """
 SETTINGS_IN_FORCE = "EXISTS (SELECT 1 FROM queues WHERE paused OR max_running > 0)"
 
