@@ -143,10 +143,13 @@ class PostgresStore(PostgresStoreBase, Operations):
     def _claim(self, request: ClaimRequest, passed: tuple[str, ...]) -> Claim | None:
         """The best claim, leaving out the limited queues in `passed` (found full)."""
         limited, claim = self._pick(request, passed)
-        if limited is None:
-            return claim
-        # The best job is in a limited queue: claimed under its lock (postgres_claim_sql.py),
-        # or, if it is full now, the best job elsewhere.
+        return claim if limited is None else self._claim_from_limited(request, passed, limited)
+
+    def _claim_from_limited(
+        self, request: ClaimRequest, passed: tuple[str, ...], limited: str
+    ) -> Claim | None:
+        """The best job was in a limited queue: claimed under its lock (postgres_claim_sql.py),
+        or, if it is full now, the best job elsewhere."""
         return self._claim_limited(request, limited) or self._claim(request, (*passed, limited))
 
     def _pick(self, request: ClaimRequest, passed: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -219,7 +222,7 @@ class PostgresStore(PostgresStoreBase, Operations):
         statement, claim_params = _claim_statement(claim_sql.FINISH_AND_CLAIM, then_claim, ())
         params.update(claim_params)
 
-        def both(cur) -> tuple[Finished, str | None]:
+        def both(cur) -> tuple[Finished, Any]:  # the limited queue's name, AFRESH or None
             row = cur.execute(statement, params).fetchone()
             finished = Finished(row[0] == 1, _claim_in(row[4:], then_claim))
             return finished, AFRESH if row[2] else row[3]
@@ -236,8 +239,7 @@ class PostgresStore(PostgresStoreBase, Operations):
             return finished
         if limited is AFRESH:  # the statement left the claim to one with a fresh snapshot
             return finished._replace(next_claim=self.claim(then_claim))
-        claim = self._claim_limited(then_claim, limited) or self._claim(then_claim, (limited,))
-        return finished._replace(next_claim=claim)
+        return finished._replace(next_claim=self._claim_from_limited(then_claim, (), limited))
 
     # -- waiting ---------------------------------------------------------------------------
 

@@ -23,12 +23,11 @@ from typing import Any
 
 from .. import cron
 from ..errors import QueueError, ScheduleExists, ScheduleNotFound
+from ..models import FINISHED_STATES, JobState
 from ..schedules import Firing, Schedule, job_id, job_spec
 from .chaining import add_linked
 from .operations import RETRY
 
-# States in which a schedule's previous job still counts as running for `--overlap skip`.
-UNFINISHED = ("waiting", "pending", "processing", "failed")
 # At most this many schedules are fired in one look; more due ones wait for the next look.
 FIRE_BATCH = 100
 
@@ -195,7 +194,7 @@ def _held_back(tx: Any, sql: Any, schedule: Schedule, job: str) -> bool:
     if schedule.overlap != "skip" or schedule.last_job_id is None:
         return False
     row = tx.execute(sql.SELECT_STATE, {"job": schedule.last_job_id}).fetchone()
-    return row is not None and row[0] in UNFINISHED
+    return row is not None and JobState(row[0]) not in FINISHED_STATES
 
 
 def _next_after(schedule: Schedule, now: float) -> float | None:
