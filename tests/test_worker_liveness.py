@@ -27,14 +27,24 @@ def live_pids(cli) -> set[int]:
     return {worker["pid"] for worker in status(cli)["workers"]}
 
 
-def wait_workers(cli, count: int) -> set[int]:
-    return wait_for(lambda: (pids := live_pids(cli)) and len(pids) == count and pids)
+def wait_workers(cli, count: int, pool=None) -> set[int]:
+    """The pids of exactly `count` listed workers, once there are. The deadline is the loaded
+    machine's (a CI run once took more than 20 s to list one new worker); a miss shows what
+    the pool said."""
+    try:
+        return wait_for(
+            lambda: (pids := live_pids(cli)) and len(pids) == count and pids, timeout=DEADLINE
+        )
+    except AssertionError as missed:
+        listed = status(cli)["workers"]
+        said = pool.output() if pool is not None else "(no pool given)"
+        raise AssertionError(f"{missed}\nlisted: {listed}\npool said:\n{said}") from None
 
 
 def test_a_pool_killed_with_sigkill_leaves_no_worker_listed_and_nothing_to_stop(cli, pools):
     cli = speed_up(cli, QUEUECTL_LEASE_SECONDS=LEASE)
     pool = pools.start(cli, "--count", "2")
-    wait_workers(cli, 2)
+    wait_workers(cli, 2, pool)
     pool.kill()  # supervisor and workers, SIGKILL: nobody unregisters
     assert live_pids(cli) == set()
     started = time.monotonic()
@@ -48,7 +58,7 @@ def test_a_dead_worker_of_another_host_stays_listed_until_its_lease_runs_out(cli
     # Another host's processes cannot be looked at from here: only the lease tells.
     cli = speed_up(cli, QUEUECTL_LEASE_SECONDS=LEASE)
     pool = pools.start(cli, env={"QUEUECTL_HOSTNAME": "elsewhere.example"})
-    (elsewhere,) = wait_workers(cli, 1)
+    (elsewhere,) = wait_workers(cli, 1, pool)
     pool.kill()
     workers = status(cli)["workers"]
     assert [(w["pid"], w["host"]) for w in workers] == [(elsewhere, "elsewhere.example")]
@@ -63,7 +73,7 @@ def test_a_dead_worker_of_another_host_stays_listed_until_its_lease_runs_out(cli
 def test_worker_stop_counts_only_live_workers_after_one_was_replaced(cli, pools):
     cli = speed_up(cli, QUEUECTL_LEASE_SECONDS=LEASE)
     pool = pools.start(cli, "--count", "2")
-    first = wait_workers(cli, 2)
+    first = wait_workers(cli, 2, pool)
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
     pool.wait_output(f"worker pid {victim} died")
@@ -85,7 +95,7 @@ def test_worker_stop_counts_only_live_workers_after_one_was_replaced(cli, pools)
 def test_worker_stop_names_a_frozen_worker_unreachable_and_it_obeys_once_back(sqlite_cli, pools):
     cli = speed_up(sqlite_cli, QUEUECTL_LEASE_SECONDS=LEASE)
     pool = pools.start(cli)
-    (pid,) = wait_workers(cli, 1)
+    (pid,) = wait_workers(cli, 1, pool)
     os.kill(pid, signal.SIGSTOP)  # a suspended host, as far as the store can tell
     try:
         result = cli("worker", "stop", "--timeout", "4")
@@ -101,9 +111,9 @@ def test_worker_stop_names_a_frozen_worker_unreachable_and_it_obeys_once_back(sq
 def test_a_worker_away_past_its_lease_is_reported_and_obeys_the_stop_when_back(cli, pools):
     cli = speed_up(cli, QUEUECTL_LEASE_SECONDS="2")
     away = pools.start(cli)
-    (pid,) = wait_workers(cli, 1)
+    (pid,) = wait_workers(cli, 1, away)
     present = pools.start(cli)  # keeps rescuing (and, before, pruning) while the other is away
-    wait_workers(cli, 2)
+    wait_workers(cli, 2, present)
     os.kill(pid, signal.SIGSTOP)
     try:
         wait_for(lambda: pid not in live_pids(cli), timeout=DEADLINE)  # its lease ran out
