@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# System tools of the network-partition tests (tests/netkit.py): they build network namespaces
+# System tools of the network-partition and browser tests (tests/netkit.py): they build network namespaces
 # with `ip`, forward to PostgreSQL with socat and drop packets silently with iptables. Installed
 # only when missing and only as root (apt-get update once, then only what is absent); without
 # them those tests skip and say why.
@@ -13,10 +13,13 @@ need=()
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The dashboard's browser tests drive Debian's chromium with Playwright (Playwright's own
+# browser download cannot work here).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "== installing ${need[*]} (network-partition tests)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" \
-    || echo "!! WARNING: could not install ${need[*]}: partition tests will be SKIPPED" >&2
+    || echo "!! WARNING: could not install ${need[*]}: partition or browser tests will be SKIPPED" >&2
 fi
 
 PYTHON=${PYTHON:-python3}
@@ -30,8 +33,8 @@ fi
 stamp="$VENV/.queuectl-installed"
 want=$(cat pyproject.toml setup.py requirements.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "== installing queuectl with its test and postgres extras"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test,postgres]'
+  echo "== installing queuectl with its test, postgres and web extras"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test,postgres,web]'
   echo "$want" > "$stamp"
 fi
 

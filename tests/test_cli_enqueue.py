@@ -353,6 +353,7 @@ NOT_ON_THE_ENQUEUE_PATH = (
     "queuectl.store.postgres_admin_sql",
     "queuectl.store.postgres_claim_sql",
     "queuectl.cli.schedule",
+    "queuectl.web",  # the dashboard and metrics, and everything they import
     "queuectl.schedules",
     "queuectl.scheduling",
     "queuectl.cron",
