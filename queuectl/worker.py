@@ -174,7 +174,8 @@ class Worker:
         return self._claim_request()
 
     def _maintain(self) -> bool:
-        """Registry heartbeat, stop requests, rescue of expired leases, fresh settings."""
+        """Registry heartbeat, stop requests, rescue of expired leases, fresh settings, and
+        the store's bookkeeping (retention, job counts)."""
         self._load_settings()
         beat = self.store.heartbeat(self.id, self._settings["lease-seconds"], None)
         if beat.stop_requested:
@@ -184,6 +185,9 @@ class Worker:
             self.say(f"requeued {job_id}: its worker went silent and its lease expired")
             self._kill_leftovers(job_id)
         self._prune_by_retention()
+        # Jobs by queue and state stay quick to read for `queue list`, the dashboard and the
+        # metrics, even when nobody reads them for weeks (PostgreSQL; nothing on SQLite).
+        self.store.fold_job_counts()
         return True
 
     def tick_schedules(self) -> None:

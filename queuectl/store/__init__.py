@@ -53,11 +53,6 @@ class Finished(NamedTuple):
     next_claim: Claim | None  # the job claimed for `then_claim`, if one was asked for and ready
 
 
-# Both backends count these states one by one (an index range each) and the whole table once:
-# `completed`, usually by far the largest, is the rest, so no query reads its every row.
-COUNTED_STATES = ("waiting", "pending", "processing", "failed", "dead", "canceled")
-
-
 # Called with (attempts, max_retries); returns the delay before the retry, or None for dead.
 RetryPolicy = Callable[[int, int], "float | None"]
 
@@ -162,6 +157,10 @@ class Store(Protocol):
 
     def run_counts(self) -> list:
         """Runs ended so far by queue and outcome (store.queue_settings.RunCount)."""
+
+    def fold_job_counts(self) -> None:
+        """Bookkeeping that keeps `queues()` quick however many jobs changed since the last
+        call; workers call it every few seconds."""
 
     def wait_for_work(self, timeout: float) -> None:
         """Block up to `timeout` seconds, returning early when the store may have new work."""

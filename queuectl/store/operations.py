@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import InvalidTransition, JobNotFound
 from ..models import (
     CANCELABLE_STATES,
+    STATES,
     Claim,
     Job,
     JobSpec,
@@ -47,7 +48,6 @@ from . import (
 )
 from .rows import (
     claim_fence,
-    counts_by_state,
     distinct_ids,
     lost_error,
     outcome_params,
@@ -192,10 +192,13 @@ class Operations:
         )
 
     def counts(self) -> dict[str, int]:
-        def count(tx: Transaction) -> dict[str, int]:
-            total, *counted = tx.execute(self.sql.COUNT_BY_STATE, {}).fetchone()
-            return counts_by_state(total, counted)
+        """Jobs per state, every state present, from the counts the store keeps."""
 
+        def count(tx: Transaction) -> dict[str, int]:
+            counted = dict(tx.execute(self.sql.COUNT_BY_STATE, {}).fetchall())
+            return {state: int(counted.get(state) or 0) for state in STATES}
+
+        self.fold_job_counts()
         return self._transaction(count, reads=True, single=True)
 
     # -- running ---------------------------------------------------------------------------
@@ -431,7 +434,15 @@ class Operations:
         """Every queue with jobs or settings (QueueInfo), by name."""
         from .queue_settings import list_queues
 
+        self.fold_job_counts()
         return self._transaction(lambda tx: list_queues(tx, self.admin_sql), reads=True)
+
+    def fold_job_counts(self) -> None:
+        """Keep the jobs-by-queue-and-state counts quick to read (queue_settings)."""
+        from .queue_settings import fold_job_counts
+
+        if self.admin_sql.FOLD_JOB_COUNTS is not None:
+            self._transaction(lambda tx: fold_job_counts(tx, self.admin_sql), single=True)
 
     def paused_queues(self) -> list[str]:
         """The paused queues' names, sorted."""

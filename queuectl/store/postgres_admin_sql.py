@@ -20,7 +20,28 @@ INSERT INTO queuectl_queues (name, max_running) VALUES (%(name)s, %(limit)s)
 ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running
 """
 QUEUE_SETTINGS = "SELECT name, paused, max_running FROM queuectl_queues"
-QUEUE_JOB_COUNTS = "SELECT queue, state, count(*) FROM queuectl_jobs GROUP BY queue, state"
+# The folded counts plus the changes not folded yet (postgres_schema.py), in one snapshot.
+QUEUE_JOB_COUNTS = """
+SELECT queue, state, sum(jobs)::bigint FROM (
+    SELECT queue, state, jobs FROM queuectl_job_counts
+    UNION ALL
+    SELECT queue, state, jobs FROM queuectl_job_count_changes
+) AS counted
+GROUP BY queue, state HAVING sum(jobs) <> 0
+"""
+# Moves the changes into the counts, in one statement, by one folder at a time (another one
+# folding now: nothing to do, the changes are on their way); counts rows in key order.
+FOLD_LOCK = 0x71756575_636F756E  # "queucoun" in ASCII; fits a signed bigint
+FOLD_JOB_COUNTS = f"""
+WITH folding AS (SELECT pg_try_advisory_xact_lock({FOLD_LOCK}) AS mine),
+moved AS (
+    DELETE FROM queuectl_job_count_changes WHERE (SELECT mine FROM folding)
+    RETURNING queue, state, jobs
+)
+INSERT INTO queuectl_job_counts AS c (queue, state, jobs)
+SELECT queue, state, sum(jobs) FROM moved GROUP BY queue, state ORDER BY queue, state
+ON CONFLICT (queue, state) DO UPDATE SET jobs = c.jobs + excluded.jobs
+"""
 # Through the (queue, run_at) index of waiting jobs: failed ones (retries) are read past.
 QUEUE_OLDEST_READY = f"""
 SELECT queue, {NOW} - min(run_at) FROM queuectl_jobs

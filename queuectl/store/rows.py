@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from ..errors import DuplicateJob
 from ..models import (
-    STATES,
     Claim,
     JobSpec,
     JobState,
@@ -21,7 +20,6 @@ from ..models import (
     log_file_name,
     next_state,
 )
-from . import COUNTED_STATES
 
 
 def distinct_ids(specs: Sequence[JobSpec]) -> list[str]:
@@ -87,13 +85,6 @@ def outcome_params(claim: Claim, result: RunResult, retry_delay: float | None) -
         tail=result.output_tail,
         seconds=result.seconds,
     )
-
-
-def counts_by_state(total: int, counted: Sequence[int]) -> dict[str, int]:
-    """Jobs per state, in STATES order, from the total and one count per COUNTED_STATES."""
-    counts = dict(zip(COUNTED_STATES, counted, strict=True))
-    counts[JobState.COMPLETED.value] = total - sum(counted)
-    return {state: counts[state] for state in STATES}
 
 
 def run_from_row(row: Sequence, job_id: str, log_dir: str) -> Run:

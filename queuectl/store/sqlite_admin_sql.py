@@ -19,7 +19,10 @@ INSERT INTO queues (name, max_running) VALUES (:name, :limit)
 ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running
 """
 QUEUE_SETTINGS = "SELECT name, paused, max_running FROM queues"
-QUEUE_JOB_COUNTS = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state"
+# Kept by triggers as jobs come, move and go (sqlite_schema.py): a few rows, however many jobs.
+QUEUE_JOB_COUNTS = "SELECT queue, state, jobs FROM job_counts WHERE jobs <> 0"
+# The triggers update job_counts in place: nothing to fold (see postgres_admin_sql.py).
+FOLD_JOB_COUNTS = None
 # Through the (queue, run_at) index of waiting jobs (its condition spelled out, as SQLite
 # uses a partial index only for a query that repeats it): failed ones (retries) are read past.
 QUEUE_OLDEST_READY = """

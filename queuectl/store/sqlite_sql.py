@@ -8,8 +8,6 @@ postgres_sql.py uses for the same statement, so that store/operations.py calls b
 import functools
 from collections.abc import Sequence
 
-from . import COUNTED_STATES
-
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, queue, run_at, timeout, "
     "created_at, updated_at, exit_code, last_error, worker_id, lease_until, "
@@ -168,13 +166,8 @@ LIMIT = "LIMIT :limit"
 SELECT_STATE = "SELECT state FROM jobs WHERE id = :job"
 SELECT_COMMAND = "SELECT command FROM jobs WHERE id = :job"
 
-# Jobs per state without visiting every finished one: SQLite counts a whole table from its
-# b-tree pages (milliseconds at a million rows, where GROUP BY state reads every index entry:
-# about 100 ms), and each state but `completed`, usually by far the largest, through an index
-# range. `completed` is the rest. Values: the total, then one count per COUNTED_STATES.
-COUNT_BY_STATE = "SELECT (SELECT count(*) FROM jobs), " + ", ".join(
-    f"(SELECT count(*) FROM jobs WHERE state = '{state}')" for state in COUNTED_STATES
-)
+# Jobs per state: job_counts, kept by triggers (sqlite_schema.py), rather than the jobs.
+COUNT_BY_STATE = "SELECT state, sum(jobs) FROM job_counts GROUP BY state"
 
 # -- running ----------------------------------------------------------------------------------
 
