@@ -167,7 +167,7 @@ function Add-QueuectlJob {
             if ($null -ne $Priority) { $fields['priority'] = $Priority }
             if ($Queue) { $fields['queue'] = $Queue }
             if ($null -ne $RunAt) {
-                $fields['run_at'] = $RunAt.Value.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
+                $fields['run_at'] = $RunAt.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
             }
             if ($null -ne $Delay) { $fields['delay'] = $Delay }
             if ($null -ne $Timeout) { $fields['timeout'] = $Timeout }
@@ -262,7 +262,8 @@ function Get-QueuectlJob {
             return
         }
         try {
-            Invoke-QueuectlCli -Command @('list') -Option @{ '--state' = $State; '--queue' = $Queue; '--limit' = $Limit } -Json -Store $Store |
+            # -StderrAsVerbose: the CLI's '(showing the first N ...)' note is for its own users.
+            Invoke-QueuectlCli -Command @('list') -Option @{ '--state' = $State; '--queue' = $Queue; '--limit' = $Limit } -Json -Store $Store -StderrAsVerbose |
                 Add-QueuectlTypeName -TypeName $script:JobType
         } catch {
             $PSCmdlet.ThrowTerminatingError($_)
@@ -321,7 +322,7 @@ function Wait-QueuectlJob {
     param(
         [Parameter(Mandatory = $true, Position = 0, ValueFromPipeline = $true, ValueFromPipelineByPropertyName = $true)]
         [string[]]$Id,
-        [ValidateRange(0, [double]::MaxValue)]
+        [ValidateRange(0.0, [double]::MaxValue)]
         [Nullable[double]]$Timeout,
         [string]$Store
     )
@@ -521,7 +522,7 @@ function Stop-QueuectlWorker {
     #>
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(
-        [ValidateRange(0, [double]::MaxValue)]
+        [ValidateRange(0.0, [double]::MaxValue)]
         [Nullable[double]]$Timeout,
         [string]$Store
     )

@@ -225,12 +225,18 @@ function Invoke-QueuectlCli {
             $stdoutTask = $process.StandardOutput.ReadToEndAsync()
             $stderrTask = $process.StandardError.ReadToEndAsync()
             $writer = New-Object System.IO.StreamWriter $process.StandardInput.BaseStream, $utf8
-            foreach ($line in @($InputText)) {
-                if ($null -eq $line) { continue }
-                $writer.Write($line)
-                $writer.Write("`n")
+            try {
+                foreach ($line in @($InputText)) {
+                    if ($null -eq $line) { continue }
+                    $writer.Write($line)
+                    $writer.Write("`n")
+                }
+                $writer.Close()
+            } catch [System.IO.IOException] {
+                # The program ended without reading all its input (a usage error, say): its exit
+                # status and stderr below tell what happened.
+                Write-Verbose "queuectl did not read its input: $($_.Exception.Message)"
             }
-            $writer.Close()
             $process.WaitForExit()
             $output = $stdoutTask.Result
             $errorText = $stderrTask.Result
