@@ -18,15 +18,19 @@ from queuectl import __version__
 from queuectl.cli import cli as root_group
 
 # Get-Verb's list (Microsoft's "Approved Verbs for PowerShell Commands").
-APPROVED_VERBS = set(
-    """Add Clear Close Copy Enter Exit Find Format Get Hide Join Lock Move New Open Optimize Pop
-    Push Redo Remove Rename Reset Resize Search Select Set Show Skip Split Step Switch Undo Unlock
-    Watch Connect Disconnect Read Receive Send Write Backup Checkpoint Compare Compress Convert
-    ConvertFrom ConvertTo Dismount Edit Expand Export Group Import Initialize Limit Merge Mount Out
-    Publish Restore Save Sync Unpublish Update Approve Assert Build Complete Confirm Deny Deploy
-    Disable Enable Install Invoke Register Request Restart Resume Start Stop Submit Suspend
-    Uninstall Unregister Wait Debug Measure Ping Repair Resolve Test Trace Block Grant Protect
-    Revoke Unblock Unprotect Use""".split()
+APPROVED_VERBS = {
+    "Add", "Clear", "Close", "Copy", "Enter", "Exit", "Find", "Format", "Get", "Hide", "Join",
+    "Lock", "Move", "New", "Open", "Optimize", "Pop", "Push", "Redo", "Remove", "Rename", "Reset",
+    "Resize", "Search", "Select", "Set", "Show", "Skip", "Split", "Step", "Switch", "Undo",
+    "Unlock", "Watch", "Connect", "Disconnect", "Read", "Receive", "Send", "Write", "Backup",
+    "Checkpoint", "Compare", "Compress", "Convert", "ConvertFrom", "ConvertTo", "Dismount",
+    "Edit", "Expand", "Export", "Group", "Import", "Initialize", "Limit", "Merge", "Mount", "Out",
+    "Publish", "Restore", "Save", "Sync", "Unpublish", "Update", "Approve", "Assert", "Build",
+    "Complete", "Confirm", "Deny", "Deploy", "Disable", "Enable", "Install", "Invoke", "Register",
+    "Request", "Restart", "Resume", "Start", "Stop", "Submit", "Suspend", "Uninstall",
+    "Unregister", "Wait", "Debug", "Measure", "Ping", "Repair", "Resolve", "Test", "Trace",
+    "Block", "Grant", "Protect", "Revoke", "Unblock", "Unprotect", "Use",
+}  # fmt: skip
 )
 # Verbs that change something: their functions must support -WhatIf/-Confirm.
 CHANGING_VERBS = {
@@ -84,7 +88,7 @@ def test_the_manifest_exports_exactly_the_functions_of_the_module():
     assert sorted(exported) == sorted(defined)
     assert len(set(exported)) == len(exported)
     assert not any("*" in name for name in exported)
-    assert SPEC_FUNCTIONS <= set(exported)
+    assert set(exported) >= SPEC_FUNCTIONS
     # The private helpers live in their own file and are never exported.
     private = set(pskit.functions(pskit.parse(pskit.PRIVATE)))
     assert pskit.CLI_HELPER in private
