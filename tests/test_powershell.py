@@ -31,7 +31,6 @@ APPROVED_VERBS = {
     "Unregister", "Wait", "Debug", "Measure", "Ping", "Repair", "Resolve", "Test", "Trace",
     "Block", "Grant", "Protect", "Revoke", "Unblock", "Unprotect", "Use",
 }  # fmt: skip
-)
 # Verbs that change something: their functions must support -WhatIf/-Confirm.
 CHANGING_VERBS = {
     "Add", "Clear", "Remove", "Reset", "Set", "Start", "Stop", "Restart", "Resume", "Suspend",
