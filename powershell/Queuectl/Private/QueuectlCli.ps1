@@ -184,6 +184,9 @@ function Invoke-QueuectlCli {
         [switch]$StderrAsVerbose,
         [switch]$PassThruResult
     )
+    # Local to this function: the caller's -ErrorAction SilentlyContinue must not turn the
+    # `throw` below into a silent continue (it reaches the caller's catch as it should).
+    $ErrorActionPreference = 'Stop'
     $program = Resolve-QueuectlExecutable
     $file = $program[0]
     $prefix = @($program | Select-Object -Skip 1)
