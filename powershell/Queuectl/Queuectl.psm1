@@ -10,7 +10,7 @@
 # every other failure (store unusable, bad spec, program missing) is a TERMINATING error.
 # Use -ErrorAction Stop or $ErrorActionPreference = 'Stop' to stop at the first error of any kind.
 
-. (Join-Path $PSScriptRoot 'Private\QueuectlCli.ps1')
+. (Join-Path (Join-Path $PSScriptRoot 'Private') 'QueuectlCli.ps1')
 
 $script:JobType = 'Queuectl.Job'
 
