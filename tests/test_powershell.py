@@ -264,3 +264,30 @@ def test_the_array_unrolling_is_where_every_json_document_is_read():
     assert re.search(
         r"\$parsed = \$Text \| ConvertFrom-Json\s+foreach \(\$item in \$parsed\)", body
     )
+
+
+def test_the_scripts_import_the_module_by_a_path_that_exists():
+    """queuectl_helpers.ps1, the tests and the .psm1 reach their files by Join-Path from their
+    own folder ($PSScriptRoot), one literal segment at a time (no backslash: PowerShell 7 on
+    Linux and macOS)."""
+    expected = {
+        pskit.ROOT / "queuectl_helpers.ps1": ["powershell", "Queuectl", "Queuectl.psd1"],
+        pskit.CORE_FLOW: ["powershell", "Queuectl", "Queuectl.psd1"],
+        pskit.ROOT / "tests" / "Queuectl.Tests.ps1": ["powershell", "Queuectl", "Queuectl.psd1"],
+        pskit.PSM1: ["Private", "QueuectlCli.ps1"],
+    }
+    for path, parts in expected.items():
+        parsed = pskit.parse(path)
+        literals = [
+            value
+            for node in pskit.walk(parsed.tree.root_node)
+            if node.type == "command" and parsed.text(node).startswith("Join-Path")
+            for value in pskit.strings_in(parsed, node)
+        ]
+        joined = [value for value in literals if value in parts]
+        assert joined[: len(parts)] == parts, (path.name, literals)
+        assert not any("\\" in value for value in literals if value), (path.name, literals)
+        base = (
+            pskit.ROOT if path.parent.name == "tests" or path.parent == pskit.ROOT else path.parent
+        )
+        assert base.joinpath(*parts).is_file(), (path.name, parts)
