@@ -122,7 +122,7 @@ try {
     }
     $batch | ForEach-Object { Write-Host $_ }
     Write-Host 'PS> $batch | queuectl enqueue -' -ForegroundColor DarkGray
-    $batch | & $queuectl enqueue -
+    $batch | & $queuectl enqueue '-'
     if ($LASTEXITCODE -ne 0) { throw 'bulk enqueue failed' }
 
     Q list
