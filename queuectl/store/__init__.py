@@ -163,6 +163,11 @@ class Store(Protocol):
     def run_counts(self) -> list:
         """Runs ended so far by queue and outcome (store.queue_settings.RunCount)."""
 
+    def run_durations(self) -> list:
+        """Closed runs' times by queue, as cumulative histogram buckets over
+        store.run_stats.RUN_DURATION_BOUNDS (store.run_stats.RunDurations, by queue name). A
+        queue's count is the sum of its run_counts(); both only grow (prune lowers neither)."""
+
     def wait_for_work(self, timeout: float) -> None:
         """Block up to `timeout` seconds, returning early when the store may have new work."""
 
