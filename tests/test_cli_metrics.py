@@ -295,3 +295,18 @@ def test_without_the_web_extra_it_says_how_to_install_it(cli):
 
 def test_help_names_the_extra(cli):
     assert "pip install '.[web]'" in assert_ok(cli("metrics", "--help"))
+
+
+def test_render_gives_the_web_server_the_same_exposition(cli):
+    """queuectl.web.metrics.render(queue) is what GET /metrics serves: the CLI's text, with the
+    text format's content type."""
+    from queuectl.queue import Queue
+    from queuectl.web.metrics import render
+
+    enqueue(cli, id="one", command="true", queue="a")
+    assert_ok(cli("queue", "pause", "b"))
+    run_burst(cli)
+    with Queue.open(cli.db) as queue:
+        body, content_type = render(queue)
+    assert content_type.startswith("text/plain; version=") and "charset=utf-8" in content_type
+    assert body.decode("utf-8") == Scrape(cli).text
