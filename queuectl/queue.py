@@ -25,7 +25,7 @@ from .models import (
     heartbeat_interval,
 )
 from .specs import SpecError, build_spec, check_name, parse_spec_json
-from .store import Store, WorkerInfo, open_store
+from .store import Store, WorkerInfo, is_postgres, open_store
 
 if TYPE_CHECKING:  # imported when used: `enqueue` loads none of them
     from .runlogs import RunLog
@@ -84,6 +84,11 @@ class Queue:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def backend(self) -> str:
+        """The kind of store: "sqlite" or "postgresql" (metrics' build_info label)."""
+        return "postgresql" if is_postgres(self.store.target) else "sqlite"
 
     # -- settings --------------------------------------------------------------------------
 
@@ -228,6 +233,12 @@ class Queue:
         """Runs ended so far by queue and outcome (store.queue_settings.RunCount): kept apart
         from the jobs, so prune never lowers them."""
         return self.store.run_counts()
+
+    def run_durations(self) -> list:
+        """Run times by queue as histograms (store.run_stats.RunDurations: cumulative buckets
+        over RUN_DURATION_BOUNDS, count, total seconds), every closed run counted once, as in
+        run_counts(); prune never lowers them."""
+        return self.store.run_durations()
 
     def runs(self, job_id: str) -> list[Run]:
         """A job's runs, oldest first."""

@@ -354,6 +354,9 @@ NOT_ON_THE_ENQUEUE_PATH = (
     "queuectl.store.postgres_claim_sql",
     "queuectl.cli.schedule",
     "queuectl.web",  # the dashboard and metrics, and everything they import
+    "queuectl.cli.metrics",
+    "queuectl.store.run_stats",
+    "prometheus_client",
     "queuectl.schedules",
     "queuectl.scheduling",
     "queuectl.cron",

@@ -10,7 +10,9 @@ fields (none lost, none invented; on SQLite every time to the last bit), `counts
 retry, the run history (attempt, worker, and the outcome of whoever closed the run first), no
 limited queue with more jobs processing than its limit (beyond those running when it was set),
 `queues()` (settings, jobs by state, the oldest due job's age: exact on SQLite), and
-`run_counts()` by queue and outcome once a run closed. Claims under pauses and limits are
+`run_counts()` by queue and outcome once a run closed, and `run_durations()` (each queue's
+histogram counts exactly the runs run_counts counts; on SQLite each run in the bucket of its
+length, to the bound). Claims under pauses and limits are
 driven harder, with more workers, by test_model_queues.py. Fencing: a claim kept after its job was
 rescued, canceled, finished or retried gets held=False from heartbeat and False from
 complete/fail, and leaves the job exactly as it was.
@@ -187,6 +189,7 @@ def machine_for(open_fresh_store, fake_clock: bool):
             self.run_counts: Counter = Counter()
             self.run_seconds: Counter = Counter()
             self.run_started: dict[int, float] = {}
+            self.run_lengths: dict[str, list[float]] = {}  # by queue (SQLite: exact)
             self.runs_closed = False  # in this step: check run_counts()
 
         def teardown(self) -> None:
@@ -254,7 +257,9 @@ def machine_for(open_fresh_store, fake_clock: bool):
             job.close_run(outcome)
             key = (job.queue, run_label(outcome, exit_code))
             self.run_counts[key] += 1
-            self.run_seconds[key] += now - self.run_started.pop(run_id)
+            length = now - self.run_started.pop(run_id)
+            self.run_seconds[key] += length
+            self.run_lengths.setdefault(job.queue, []).append(length)
             self.runs_closed = True
 
         def unfinished(self) -> int:
@@ -751,6 +756,27 @@ def machine_for(open_fresh_store, fake_clock: bool):
                         assert count.seconds == pytest.approx(self.run_seconds[key]), key
                     else:
                         assert count.seconds >= 0, key
+                self.check_run_durations()
+
+        def check_run_durations(self) -> None:
+            """The histogram counts every closed run once, as run_counts does; with the model's
+            clock, each run in the bucket of its length."""
+            found = {h.queue: h for h in self.store.run_durations()}
+            assert found.keys() == self.run_lengths.keys(), "histogram queues"
+            for queue, histogram in found.items():
+                lengths = self.run_lengths[queue]
+                runs = sum(n for (q, _), n in self.run_counts.items() if q == queue)
+                assert histogram.count == histogram.buckets[-1][1] == runs == len(lengths)
+                if timing.fake:
+                    wanted = tuple(
+                        (bound, sum(1 for length in lengths if length <= bound))
+                        for bound, _ in histogram.buckets
+                    )
+                    assert histogram.buckets == wanted, queue
+                    assert histogram.seconds == pytest.approx(sum(lengths)), queue
+                else:
+                    counts = [n for _, n in histogram.buckets]
+                    assert counts == sorted(counts), queue
 
     return StoreMachine
 
@@ -785,6 +811,7 @@ def fresh_postgres(store, admin):
         admin.execute("DELETE FROM queuectl_config")
         admin.execute("DELETE FROM queuectl_queues")
         admin.execute("DELETE FROM queuectl_run_counts")
+        admin.execute("DELETE FROM queuectl_run_durations")
         return KeptOpen(store), None
 
     return open_fresh

@@ -246,7 +246,12 @@ def test_claims_honour_pauses_and_limits_in_random_sequences(db_target: str, tmp
                     pass
 
             def fresh_postgres():
-                for table in ("queuectl_jobs", "queuectl_queues", "queuectl_run_counts"):
+                for table in (
+                    "queuectl_jobs",
+                    "queuectl_queues",
+                    "queuectl_run_counts",
+                    "queuectl_run_durations",
+                ):
                     admin.execute(f"DELETE FROM {table}")  # runs go with their jobs
                 return KeptOpen(), None
 

@@ -162,6 +162,11 @@ class Store(Protocol):
         """Bookkeeping that keeps `queues()` quick however many jobs changed since the last
         call; workers call it every few seconds."""
 
+    def run_durations(self) -> list:
+        """Closed runs' times by queue, as cumulative histogram buckets over
+        store.run_stats.RUN_DURATION_BOUNDS (store.run_stats.RunDurations, by queue name). A
+        queue's count is the sum of its run_counts(); both only grow (prune lowers neither)."""
+
     def wait_for_work(self, timeout: float) -> None:
         """Block up to `timeout` seconds, returning early when the store may have new work."""
 

@@ -456,6 +456,12 @@ class Operations:
 
         return self._transaction(lambda tx: run_counts(tx, self.admin_sql), reads=True)
 
+    def run_durations(self) -> list:
+        """Run times by queue as histograms (RunDurations); prune never lowers them."""
+        from .run_stats import run_durations
+
+        return self._transaction(lambda tx: run_durations(tx, self.admin_sql), reads=True)
+
     # -- waiting ---------------------------------------------------------------------------
 
     def next_run_at(self, queues: Sequence[str] | None) -> float | None:

@@ -55,6 +55,10 @@ RUN_COUNTS = """
 SELECT queue, outcome, sum(runs)::bigint, sum(seconds) FROM queuectl_run_counts
 GROUP BY queue, outcome ORDER BY queue, outcome
 """
+# The run-time histogram's buckets (store/run_stats.py), not cumulative: summed over shards.
+RUN_DURATIONS = """
+SELECT queue, le, sum(runs)::bigint, sum(seconds) FROM queuectl_run_durations GROUP BY queue, le
+"""
 
 # -- prune -----------------------------------------------------------------------------------
 # See sqlite_admin_sql.py. Runs and dependency edges go with their job (ON DELETE CASCADE).

@@ -168,6 +168,68 @@ MIGRATIONS = [
         ran_at double precision NOT NULL
     );
     """,
+    # SPEC §9: the run-time histogram; see sqlite_schema.py's migration 6. The function that
+    # counts a closing run now adds it to its bucket too (same trigger, same statement),
+    # sharded as run_counts is. Closing runs wait while this migrates (the lock), so that no
+    # run is counted by the old function after the backfill has read the runs.
+    """
+    LOCK TABLE queuectl_runs IN SHARE ROW EXCLUSIVE MODE;
+    CREATE TABLE queuectl_run_durations (
+        queue   text             NOT NULL,
+        le      double precision NOT NULL,
+        shard   smallint         NOT NULL,
+        runs    bigint           NOT NULL,
+        seconds double precision NOT NULL,
+        PRIMARY KEY (queue, le, shard)
+    );
+    CREATE FUNCTION queuectl_duration_bucket(d double precision) RETURNS double precision
+    LANGUAGE sql IMMUTABLE AS $$
+        SELECT CASE WHEN d <= 0.1 THEN 0.1 WHEN d <= 0.5 THEN 0.5 WHEN d <= 1 THEN 1
+                    WHEN d <= 5 THEN 5 WHEN d <= 10 THEN 10 WHEN d <= 30 THEN 30
+                    WHEN d <= 60 THEN 60 WHEN d <= 300 THEN 300 WHEN d <= 1800 THEN 1800
+                    WHEN d <= 3600 THEN 3600 ELSE 'Infinity'::double precision END
+    $$;
+    INSERT INTO queuectl_run_durations (queue, le, shard, runs, seconds)
+    WITH closed AS (
+        SELECT j.queue, coalesce(r.finished_at - r.started_at, 0) AS d, 1 AS n
+        FROM queuectl_runs r JOIN queuectl_jobs j ON j.seq = r.job_seq
+        WHERE r.outcome IS NOT NULL
+    ), present AS (
+        SELECT queue, count(*) AS n, sum(d) AS d FROM closed GROUP BY queue
+    ), counted AS (
+        SELECT queue, sum(runs) AS n, sum(seconds) AS d FROM queuectl_run_counts GROUP BY queue
+    ), gone AS (
+        SELECT c.queue, c.d - coalesce(p.d, 0) AS d, c.n - coalesce(p.n, 0) AS n
+        FROM counted c LEFT JOIN present p ON p.queue = c.queue
+        WHERE c.n > coalesce(p.n, 0)
+    ), observed AS (
+        SELECT queue, d, d AS mean, n FROM closed
+        UNION ALL
+        SELECT queue, d, d / n, n FROM gone
+    )
+    SELECT queue, queuectl_duration_bucket(mean) AS bucket, 0, sum(n), sum(d)
+    FROM observed GROUP BY queue, bucket;
+    CREATE OR REPLACE FUNCTION queuectl_count_run() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        d double precision := coalesce(NEW.finished_at - NEW.started_at, 0);
+    BEGIN
+        INSERT INTO queuectl_run_counts AS c (queue, outcome, shard, runs, seconds)
+        SELECT j.queue,
+               CASE WHEN NEW.outcome <> 'exited' THEN NEW.outcome
+                    WHEN NEW.exit_code = 0 THEN 'completed' ELSE 'failed' END,
+               pg_backend_pid() % 8, 1, d
+        FROM queuectl_jobs j WHERE j.seq = NEW.job_seq
+        ON CONFLICT (queue, outcome, shard)
+        DO UPDATE SET runs = c.runs + 1, seconds = c.seconds + excluded.seconds;
+        INSERT INTO queuectl_run_durations AS h (queue, le, shard, runs, seconds)
+        SELECT j.queue, queuectl_duration_bucket(d), pg_backend_pid() % 8, 1, d
+        FROM queuectl_jobs j WHERE j.seq = NEW.job_seq
+        ON CONFLICT (queue, le, shard)
+        DO UPDATE SET runs = h.runs + 1, seconds = h.seconds + excluded.seconds;
+        RETURN NULL;
+    END
+    $$;
+    """,
     # Jobs by queue and state (SPEC §9: the overview and /metrics within 100 ms at a million
     # jobs, where counting them takes 130-250 ms here). Triggers append each change to
     # queuectl_job_count_changes, never update a row: a claim moves one job from pending to

@@ -37,6 +37,10 @@ RUN_COUNTS = """
 SELECT queue, outcome, sum(runs), sum(seconds) FROM run_counts
 GROUP BY queue, outcome ORDER BY queue, outcome
 """
+# The run-time histogram's buckets (store/run_stats.py), not cumulative: summed over shards.
+RUN_DURATIONS = """
+SELECT queue, le, sum(runs), sum(seconds) FROM run_durations GROUP BY queue, le
+"""
 
 # -- prune -----------------------------------------------------------------------------------
 # Used by store/pruning.py. A job of :state (a finished state) last changed at or before

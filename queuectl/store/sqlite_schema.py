@@ -200,6 +200,74 @@ MIGRATIONS = [
         ran_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # SPEC §9: the run-time histogram, queuectl_job_run_duration_seconds. Each closed run adds
+    # to its queue's bucket (`le`, the smallest bound at or above the run's time; 9e999 is
+    # +Inf), counted by runs_counted itself (rebuilt here), so that a run is in run_counts and
+    # here by the same trigger in the same statement: the histogram's count is always the sum of
+    # the queue's run counts, and prune lowers neither. The bounds are store/run_stats.py's
+    # RUN_DURATION_BOUNDS (a test holds them together). A store migrated with runs pruned
+    # already: the runs still present go into their buckets, and the runs run_counts counted
+    # but that are gone go, per queue, into the bucket of their mean time (run_counts keeps
+    # their total), so that the count and the sum still agree with run_counts.
+    """
+    CREATE TABLE run_durations (
+        queue   TEXT    NOT NULL,
+        le      REAL    NOT NULL,
+        runs    INTEGER NOT NULL,
+        seconds REAL    NOT NULL,
+        PRIMARY KEY (queue, le)
+    ) WITHOUT ROWID;
+    INSERT INTO run_durations (queue, le, runs, seconds)
+    WITH closed AS (
+        SELECT j.queue, coalesce(r.finished_at - r.started_at, 0) AS d, 1 AS n
+        FROM runs r JOIN jobs j ON j.seq = r.job_seq
+        WHERE r.outcome IS NOT NULL
+    ), present AS (
+        SELECT queue, count(*) AS n, total(d) AS d FROM closed GROUP BY queue
+    ), counted AS (
+        SELECT queue, sum(runs) AS n, total(seconds) AS d FROM run_counts GROUP BY queue
+    ), gone AS (
+        SELECT c.queue, c.d - coalesce(p.d, 0) AS d, c.n - coalesce(p.n, 0) AS n
+        FROM counted c LEFT JOIN present p ON p.queue = c.queue
+        WHERE c.n > coalesce(p.n, 0)
+    ), observed AS (
+        SELECT queue, d, d AS mean, n FROM closed
+        UNION ALL
+        SELECT queue, d, d / n, n FROM gone
+    )
+    SELECT queue,
+           CASE WHEN mean <= 0.1 THEN 0.1 WHEN mean <= 0.5 THEN 0.5 WHEN mean <= 1 THEN 1
+                WHEN mean <= 5 THEN 5 WHEN mean <= 10 THEN 10 WHEN mean <= 30 THEN 30
+                WHEN mean <= 60 THEN 60 WHEN mean <= 300 THEN 300 WHEN mean <= 1800 THEN 1800
+                WHEN mean <= 3600 THEN 3600 ELSE 9e999 END AS bucket,
+           sum(n), total(d)
+    FROM observed GROUP BY queue, bucket;
+    DROP TRIGGER runs_counted;
+    CREATE TRIGGER runs_counted AFTER UPDATE OF outcome ON runs
+    WHEN OLD.outcome IS NULL AND NEW.outcome IS NOT NULL
+    BEGIN
+        INSERT INTO run_counts (queue, outcome, runs, seconds)
+        SELECT queue,
+               CASE WHEN NEW.outcome <> 'exited' THEN NEW.outcome
+                    WHEN NEW.exit_code = 0 THEN 'completed' ELSE 'failed' END,
+               1, coalesce(NEW.finished_at - NEW.started_at, 0)
+        FROM jobs WHERE seq = NEW.job_seq
+        ON CONFLICT (queue, outcome)
+        DO UPDATE SET runs = runs + 1, seconds = seconds + excluded.seconds;
+        INSERT INTO run_durations (queue, le, runs, seconds)
+        SELECT queue,
+               CASE WHEN d <= 0.1 THEN 0.1 WHEN d <= 0.5 THEN 0.5 WHEN d <= 1 THEN 1
+                    WHEN d <= 5 THEN 5 WHEN d <= 10 THEN 10 WHEN d <= 30 THEN 30
+                    WHEN d <= 60 THEN 60 WHEN d <= 300 THEN 300 WHEN d <= 1800 THEN 1800
+                    WHEN d <= 3600 THEN 3600 ELSE 9e999 END,
+               1, d
+        FROM (SELECT queue, coalesce(NEW.finished_at - NEW.started_at, 0) AS d
+              FROM jobs WHERE seq = NEW.job_seq)
+        WHERE true
+        ON CONFLICT (queue, le)
+        DO UPDATE SET runs = runs + 1, seconds = seconds + excluded.seconds;
+    END;
+    """,
     # Jobs by queue and state (SPEC §9: the overview and /metrics within 100 ms at a million
     # jobs), kept by triggers in the transaction that adds, moves or deletes a job, so that
     # reading them is a few rows where counting the jobs read them all (0.7 s at a million).
