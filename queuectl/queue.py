@@ -1,8 +1,15 @@
-"""What to do: the operations behind every CLI command, usable from Python as well.
+"""What to do: the operations behind every CLI command, and queuectl's Python API.
 
-from queuectl import Queue
-with Queue.open("jobs.db") as queue:
-    job_id = queue.enqueue({"command": "echo hello"})
+    from queuectl import Queue, QueueError
+
+    with Queue.open("jobs.db") as queue:       # or a postgresql:// URL; None: as the CLI
+        job_id = queue.enqueue({"command": "echo hello", "max_retries": 2})
+        queue.wait(job_id, timeout=60)         # once a worker (`queuectl worker start`) ran it
+        print(queue.get(job_id).state)
+
+The methods named as SPEC §10 names them (enqueue, get, list, status, cancel, retry, wait, and
+the queue and schedule operations) are the documented API (docs/api.md); every error a caller
+can act on is a QueueError (errors.py).
 """
 
 from __future__ import annotations
@@ -38,10 +45,35 @@ DEFAULT_PRUNE_AGE = "7d"
 
 
 class Status(NamedTuple):
+    """What `status` shows: the store in use, job counts by state, live workers, paused
+    queues."""
+
     store: str
     jobs: dict[str, int]
     workers: list[WorkerInfo]
     paused_queues: list[str]
+
+    def to_dict(self) -> dict:
+        """The document `status --json` prints (SPEC §4), times as ISO-8601 UTC."""
+        from .models import iso
+
+        workers = [
+            {
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "started_at": iso(w.started_at),
+                "last_heartbeat": iso(w.last_heartbeat),
+                "current_job": w.current_job,
+            }
+            for w in self.workers
+        ]
+        return {
+            "store": self.store,
+            "jobs": dict(self.jobs),
+            "workers": workers,
+            "paused_queues": list(self.paused_queues),
+        }
 
 
 class Canceled(NamedTuple):
@@ -68,11 +100,27 @@ class Queue:
 
     @classmethod
     def open(
-        cls, target: str | None = None, reads_only: bool = False, deadline: float | None = None
+        cls,
+        target: str | None = None,
+        reads_only: bool = False,
+        deadline: float | None = None,
+        *,
+        dotenv: bool = True,
     ) -> Queue:
-        """The queue in the store TARGET names (see open_store); with `reads_only`, for callers
-        that only look, also a store on a read-only file system; `deadline`: a time.monotonic()
-        value no PostgreSQL call waits past."""
+        """Open (creating if needed) the queue in the store TARGET names, by the CLI's rules
+        (SPEC §1, store.resolve_target): a file path, sqlite:///relative/path,
+        sqlite:////absolute/path or postgresql://…; None: $QUEUECTL_DB, else queuectl.db in
+        the per-user application folder. With `dotenv` (the default), a .env file in the
+        current folder is loaded first as the CLI loads it, never overriding variables already
+        set (config.load_dotenv_file). `reads_only`: for callers that only look, also a store
+        on a read-only file system; `deadline`: a time.monotonic() value no PostgreSQL call
+        waits past. StoreError when the store cannot be used, ConfigError for a bad .env.
+
+            with Queue.open("postgresql://queue@db.example/queuectl") as queue:
+                print(queue.status().jobs)
+        """
+        if dotenv:
+            config.load_dotenv_file()
         return cls(open_store(target, reads_only=reads_only, deadline=deadline))
 
     def close(self) -> None:
@@ -123,8 +171,13 @@ class Queue:
         return {"max-retries": int(values["max-retries"]), "job-timeout": values["job-timeout"]}
 
     def enqueue(self, spec: dict) -> str:
-        """Validate one spec (a dict as decoded from JSON) and add it; returns the job id (that
-        of the unfinished job holding its unique_key, if one does: see add)."""
+        """Validate one spec (a dict as decoded from JSON, SPEC §2 and §7 fields) and add it;
+        returns the job id (that of the unfinished job holding its unique_key, if one does:
+        see add). SpecError for a bad spec, DuplicateJob for an id in use, DependencyError
+        for an `after` that cannot be waited for; nothing is written then.
+
+            job_id = queue.enqueue({"command": "make test", "queue": "ci", "max_retries": 1})
+        """
         return self.add(spec).id
 
     def enqueue_json(self, text: str) -> str:
@@ -138,6 +191,8 @@ class Queue:
 
     def add(self, spec: dict) -> Enqueued:
         """enqueue(), saying also whether the job was there already (SPEC §7 unique jobs)."""
+        if not isinstance(spec, dict):
+            raise SpecError(f"a job spec must be a dict (a JSON object), got {type(spec).__name__}")
         return self._added([build_spec(spec, self._defaults())])[0]
 
     def add_json(self, text: str) -> Enqueued:
@@ -190,7 +245,14 @@ class Queue:
     def list_jobs(
         self, state: str | None = None, queue: str | None = None, limit: int | None = None
     ) -> list[Job]:
-        """Jobs, filtered by state and queue, at most `limit` (None: all), in `list` order."""
+        """Jobs, filtered by state and queue, at most `limit` (None: all), in `list` order.
+        QueueError for a state that does not exist."""
+        if state is not None:
+            try:
+                state = JobState(state).value
+            except ValueError:
+                states = ", ".join(s.value for s in JobState)
+                raise QueueError(f"unknown state {state!r} (one of: {states})") from None
         return self.store.list_jobs(state=state, queue=queue, limit=limit)
 
     def status(self) -> Status:
@@ -208,14 +270,18 @@ class Queue:
         (name, paused, limit, jobs by state, oldest_ready_age)."""
         return self.store.queues()
 
-    def pause_queues(self, names: Sequence[str]) -> None:
-        """Pause queues: no worker on any host claims their jobs until they are resumed;
-        enqueue still works and running jobs finish. A queue need not have jobs yet."""
-        self.store.pause_queues([_queue_name(name) for name in names], True)
+    def pause_queues(self, names: str | Sequence[str]) -> None:
+        """Pause a queue or queues: no worker on any host claims their jobs until they are
+        resumed; enqueue still works and running jobs finish. A queue need not have jobs yet.
 
-    def resume_queues(self, names: Sequence[str]) -> None:
-        """Resume queues: their jobs are claimable at once (idle workers are woken)."""
-        self.store.pause_queues([_queue_name(name) for name in names], False)
+            queue.pause_queues("reports")        # or ["reports", "mail"]
+        """
+        self.store.pause_queues([_queue_name(name) for name in _names(names)], True)
+
+    def resume_queues(self, names: str | Sequence[str]) -> None:
+        """Resume a queue or queues: their jobs are claimable at once (idle workers are
+        woken)."""
+        self.store.pause_queues([_queue_name(name) for name in _names(names)], False)
 
     def limit_queue(self, name: str, limit: int) -> None:
         """At most `limit` jobs of the queue run at the same moment across every worker and
@@ -258,12 +324,14 @@ class Queue:
 
     def wait(
         self,
-        job_ids: Sequence[str],
+        job_ids: str | Sequence[str],
         timeout: float | None = None,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> WaitResult:
-        """Block until every job of `job_ids` has finished or `timeout` seconds (None: no
-        limit) have passed, changing nothing (`queuectl wait`, SPEC §7): see watching.wait_for.
+        """Block until every job of `job_ids` (one id, or a list) has finished or `timeout`
+        seconds (None: no limit) have passed, changing nothing (`queuectl wait`, SPEC §7):
+        see watching.wait_for. A worker must be running for the jobs to finish. JobNotFound
+        for an unknown id. The result tells finished, failed and unfinished jobs apart:
 
             with Queue.open("jobs.db") as queue:
                 result = queue.wait(["build", "test"], timeout=600)
@@ -274,7 +342,7 @@ class Queue:
         """
         from .watching import wait_for
 
-        return wait_for(self.store, job_ids, timeout, on_progress)
+        return wait_for(self.store, _names(job_ids), timeout, on_progress)
 
     def follow_log(self, job_id: str, chunk_size: int = 1 << 16) -> Iterator[tuple[Run, RunLog]]:
         """A job's runs, oldest first, each with its output as it is written, until the job
@@ -457,6 +525,36 @@ class Queue:
         limit = 3 * heartbeat_interval(lease)
         return {worker_id: seconds for worker_id, seconds in silent.items() if seconds > limit}
 
+    # -- SPEC §10 names ----------------------------------------------------------------------
+    # Last in the class: a method called `list` would hide the builtin from annotations below.
+
+    def retry(self, *job_ids: str | Sequence[str], all: bool = False) -> list[str]:
+        """`dlq retry`: dead jobs back to `pending`, attempts 0, due now; their run history is
+        kept. Give ids (`retry("a", "b")` or `retry(["a", "b"])`) or `all=True`, not both;
+        returns the ids retried. JobNotFound for an unknown id, InvalidTransition for a job
+        that is not dead (or whose unique_key another unfinished job now holds); nothing is
+        retried then.
+
+            for job in queue.list(state="dead"):
+                print(job.id, job.last_error)
+            queue.retry(all=True)
+        """
+        ids = [item for group in job_ids for item in _names(group)]
+        if all == bool(ids):
+            raise QueueError("give job ids or all=True (one of the two)")
+        return self.retry_dead(None if all else ids)
+
+    def list(
+        self, state: str | None = None, queue: str | None = None, limit: int | None = None
+    ) -> list[Job]:
+        """`queuectl list`: jobs, oldest first, filtered by state (a JobState or its name) and
+        queue, at most `limit` of them (None: all). QueueError for an unknown state.
+
+            for job in queue.list(state="failed", queue="mail", limit=20):
+                print(job.id, job.attempts, job.last_error)
+        """
+        return self.list_jobs(state=state, queue=queue, limit=limit)
+
 
 def _silent_for(
     store: Store, workers: Sequence[WorkerInfo], ids: Sequence[str]
@@ -471,6 +569,11 @@ def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
 
     here = host_name()
     return {w.id for w in workers if w.host == here and process_alive(w.pid) is False}
+
+
+def _names(names: str | Sequence[str]) -> list[str]:
+    """One name or several, as a list: a lone string is one name, not its characters."""
+    return [names] if isinstance(names, str) else list(names)
 
 
 def _queue_name(name: str) -> str:
