@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import config
-from .errors import DuplicateJob, QueueError
+from .errors import DuplicateJob, JobNotFound, QueueError, ScheduleNotFound
 from .models import (
     FINISHED_STATES,
+    INT64_MAX,
     MAX_QUEUE_LENGTH,
     PRUNED_BY_DEFAULT,
     CommandFate,
@@ -31,7 +32,7 @@ from .models import (
     Run,
     heartbeat_interval,
 )
-from .specs import SpecError, build_spec, check_name, parse_spec_json
+from .specs import SpecError, build_spec, check_encodable, check_name, parse_spec_json, type_name
 from .store import Store, WorkerInfo, open_store
 
 if TYPE_CHECKING:  # imported when used: `enqueue` loads none of them
@@ -240,7 +241,7 @@ class Queue:
 
     def get(self, job_id: str, with_runs: bool = False) -> Job:
         """One job (JobNotFound if there is none), with its runs if asked."""
-        return self.store.get(job_id, with_runs=with_runs)
+        return self.store.get(_job_id(job_id), with_runs=with_runs)
 
     def list_jobs(
         self, state: str | None = None, queue: str | None = None, limit: int | None = None
@@ -297,7 +298,7 @@ class Queue:
 
     def runs(self, job_id: str) -> list[Run]:
         """A job's runs, oldest first."""
-        return self.store.runs(job_id)
+        return self.store.runs(_job_id(job_id))
 
     def open_log(self, run: Run, chunk_size: int = 1 << 16) -> RunLog:
         """A run's full output from its log file, or the tail kept in the store when the file
@@ -342,14 +343,15 @@ class Queue:
         """
         from .watching import wait_for
 
-        return wait_for(self.store, _names(job_ids), timeout, on_progress)
+        ids = [_job_id(job_id) for job_id in _names(job_ids)]
+        return wait_for(self.store, ids, timeout, on_progress)
 
     def follow_log(self, job_id: str, chunk_size: int = 1 << 16) -> Iterator[tuple[Run, RunLog]]:
         """A job's runs, oldest first, each with its output as it is written, until the job
         has finished (`logs --follow`): see watching.follow."""
         from .watching import follow
 
-        return follow(self.store, job_id, self.open_log, chunk_size)
+        return follow(self.store, _job_id(job_id), self.open_log, chunk_size)
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -358,7 +360,7 @@ class Queue:
         worker has killed the command, so the caller sees it gone; if it is still there then
         (its worker was killed with the whole pool, say), kill it here: a canceled job has no
         worker left to do it."""
-        previous = self.store.cancel(job_id)
+        previous = self.store.cancel(_job_id(job_id))
         if previous is not JobState.PROCESSING:
             return Canceled(previous, None)
         from .process_groups import end_canceled_run
@@ -367,7 +369,7 @@ class Queue:
 
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
         """Dead jobs (these, or all with None) back to pending, attempts 0; the ids retried."""
-        return self.store.retry_dead(job_ids)
+        return self.store.retry_dead(None if job_ids is None else [_job_id(i) for i in job_ids])
 
     # -- schedules (SPEC §8) ---------------------------------------------------------------
 
@@ -416,7 +418,7 @@ class Queue:
 
     def get_schedule(self, name: str) -> Schedule:
         """One schedule; ScheduleNotFound if there is none of that name."""
-        return self.store.get_schedule(name)
+        return self.store.get_schedule(_schedule_name(name))
 
     def next_fire_times(self, schedule: Schedule, count: int = 5) -> list[float]:
         """The schedule's next `count` fire times after now (epoch seconds, the store's
@@ -430,16 +432,16 @@ class Queue:
 
     def pause_schedule(self, name: str) -> Schedule:
         """Stop enqueuing the schedule's fire times until it is resumed; ScheduleNotFound."""
-        return self.store.pause_schedule(name)
+        return self.store.pause_schedule(_schedule_name(name))
 
     def resume_schedule(self, name: str) -> Schedule:
         """Enqueue its fire times again from the first one after now (none of those that
         passed while it was paused); ScheduleNotFound."""
-        return self.store.resume_schedule(name)
+        return self.store.resume_schedule(_schedule_name(name))
 
     def remove_schedule(self, name: str) -> None:
         """Delete a schedule; the jobs it enqueued stay. ScheduleNotFound."""
-        self.store.remove_schedule(name)
+        self.store.remove_schedule(_schedule_name(name))
 
     # -- retention (SPEC §8) ---------------------------------------------------------------
 
@@ -548,12 +550,22 @@ class Queue:
         self, state: str | None = None, queue: str | None = None, limit: int | None = None
     ) -> list[Job]:
         """`queuectl list`: jobs, oldest first, filtered by state (a JobState or its name) and
-        queue, at most `limit` of them (None: all). QueueError for an unknown state.
+        queue, at most `limit` of them (None or 0: all, as `--limit 0`). QueueError for an
+        unknown state, a queue name no job can have, or a limit that is not a whole number
+        ≥ 0.
 
             for job in queue.list(state="failed", queue="mail", limit=20):
                 print(job.id, job.attempts, job.last_error)
         """
-        return self.list_jobs(state=state, queue=queue, limit=limit)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise QueueError(f"the limit must be a whole number ≥ 0 (0 = all), got {limit!r}")
+        return self.list_jobs(
+            state=state,
+            queue=None if queue is None else _queue_name(queue),
+            limit=None if not limit or limit >= INT64_MAX else limit,
+        )
 
 
 def _silent_for(
@@ -571,9 +583,30 @@ def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
     return {w.id for w in workers if w.host == here and process_alive(w.pid) is False}
 
 
+def _looked_up(value: object, what: str, missing: Callable[[str], QueueError]) -> str:
+    """A job id or schedule name to look up, checked as the CLI checks its arguments, so that
+    both backends answer alike: SpecError for what is no text at all, `missing` for a name no
+    store can hold (a NUL), which therefore names nothing."""
+    if not isinstance(value, str):
+        raise SpecError(f"{what} must be a string, got {type_name(value)}")
+    check_encodable(value, what)
+    if "\x00" in value:
+        raise missing(value)
+    return value
+
+
+def _job_id(value: object) -> str:
+    return _looked_up(value, "job id", JobNotFound)
+
+
+def _schedule_name(value: object) -> str:
+    return _looked_up(value, "schedule name", ScheduleNotFound)
+
+
 def _names(names: str | Sequence[str]) -> list[str]:
-    """One name or several, as a list: a lone string is one name, not its characters."""
-    return [names] if isinstance(names, str) else list(names)
+    """One name or several, as a list: a lone string is one name, not its characters (and
+    anything else that is no list of names is one, for the caller's check to refuse)."""
+    return list(names) if isinstance(names, Iterable) and not isinstance(names, str) else [names]
 
 
 def _queue_name(name: str) -> str:

@@ -214,6 +214,39 @@ def test_user_mistakes_raise_queue_errors_and_write_nothing(db_target):
         assert queue.settings()["max-retries"] == 3
 
 
+def test_names_no_store_can_hold_get_the_same_answer_on_both_backends(db_target):
+    """What the CLI refuses before the store sees it (argv has no NUL; stored_text refuses
+    bytes that are not UTF-8) is refused alike on SQLite and PostgreSQL through the API."""
+    with open_queue(db_target) as queue:
+        queue.enqueue({"id": "a", "command": "true"})
+        calls = [
+            queue.get,
+            queue.cancel,
+            queue.retry,
+            queue.runs,
+            lambda job_id: queue.wait(job_id, timeout=1),
+        ]
+        for call in calls:
+            with pytest.raises(JobNotFound):
+                call("a\x00b")
+            with pytest.raises(SpecError, match="not valid text"):
+                call("a\udc80")
+            with pytest.raises(SpecError, match="must be a string"):
+                call(7)
+        for call in (queue.get_schedule, queue.pause_schedule, queue.remove_schedule):
+            with pytest.raises(ScheduleNotFound):
+                call("nightly\x00")
+            with pytest.raises(SpecError):
+                call("nightly\udc80")
+        with pytest.raises(QueueError, match="control characters"):
+            queue.list(queue="a\x00")
+        for limit in (-1, "5", 1.5, True):
+            with pytest.raises(QueueError, match="whole number"):
+                queue.list(limit=limit)
+        assert [job.id for job in queue.list(limit=0)] == ["a"]  # 0: all, as --limit 0
+        assert queue.get("a").state is JobState.PENDING
+
+
 def test_the_hierarchy_is_one_and_exported_from_the_package():
     from queuectl import cron, errors
 
