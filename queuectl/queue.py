@@ -14,7 +14,6 @@ can act on is a QueueError (errors.py).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -30,7 +29,6 @@ from .models import (
     JobSpec,
     JobState,
     Run,
-    heartbeat_interval,
 )
 from .specs import SpecError, build_spec, check_encodable, check_name, parse_spec_json, type_name
 from .store import Store, WorkerInfo, open_store
@@ -478,54 +476,42 @@ class Queue:
                 raise QueueError(f"prune deletes finished jobs ({finished}), not {state} ones")
         return self.store.prune_finished(float(seconds), chosen, limit, dry_run, on_batch)
 
-    # -- workers ---------------------------------------------------------------------------
+    # -- workers (worker_rows.py) ---------------------------------------------------------
 
     def live_workers(self, lease_seconds: float) -> list[WorkerInfo]:
         """Workers whose lease is current, less those on this host whose process is gone (a
         pool killed with kill -9 leaves its rows behind until the lease runs out)."""
-        workers = self.store.live_workers(lease_seconds)
-        dead = _dead_here(workers)
-        return [worker for worker in workers if worker.id not in dead]
+        from .worker_rows import live_workers
+
+        return live_workers(self.store, lease_seconds)
 
     def request_stop(self) -> list[str]:
-        """Ask every live worker to stop; returns the ids asked. The row of a worker whose
-        process is gone is flagged too (harmless) but not returned: nobody is to wait for it."""
-        lease = self.settings()["lease-seconds"]
-        dead = _dead_here(self.store.live_workers(lease))
-        return [worker_id for worker_id in self.store.request_stop(lease) if worker_id not in dead]
+        """Ask every live worker to stop (`worker stop`); returns the ids asked."""
+        from .worker_rows import request_stop
+
+        return request_stop(self.store, self.settings()["lease-seconds"])
 
     def wait_for_workers_exit(self, worker_ids: Sequence[str], timeout: float) -> list[str]:
         """Wait until the given workers are gone; returns those still running at the timeout."""
-        lease = self.settings()["lease-seconds"]
-        deadline = time.monotonic() + timeout
-        waiting = set(worker_ids)
-        while True:
-            live = {worker.id for worker in self.live_workers(lease)}
-            waiting &= live
-            if not waiting or time.monotonic() >= deadline:
-                return sorted(waiting)
-            time.sleep(0.1)
+        from .worker_rows import wait_for_exit
+
+        return wait_for_exit(self.store, worker_ids, timeout, self.settings()["lease-seconds"])
 
     def away_workers(self) -> dict[str, float]:
         """Workers whose lease ran out but whose row is still there (not known to be dead): cut
         off, frozen, or died on another host. With how long each has been silent. A stop asked
         for now applies to them if they come back (SPEC §5)."""
-        from .models import MAX_SECONDS
+        from .worker_rows import away_workers
 
-        lease = self.settings()["lease-seconds"]
-        rows = self.store.live_workers(MAX_SECONDS)  # every registered worker, however silent
-        dead = _dead_here(rows)
-        silent = _silent_for(self.store, rows, [w.id for w in rows if w.id not in dead])
-        return {worker_id: seconds for worker_id, seconds in silent.items() if seconds > lease}
+        return away_workers(self.store, self.settings()["lease-seconds"])
 
     def unreachable(self, worker_ids: Sequence[str]) -> dict[str, float]:
         """Of these workers, those not heard from for several heartbeats (a partition, a
         frozen host), with how many seconds each has been silent. Their stop request stays
         in the store: they obey it when they reach it again."""
-        lease = self.settings()["lease-seconds"]
-        silent = _silent_for(self.store, self.live_workers(lease), worker_ids)
-        limit = 3 * heartbeat_interval(lease)
-        return {worker_id: seconds for worker_id, seconds in silent.items() if seconds > limit}
+        from .worker_rows import unreachable
+
+        return unreachable(self.store, worker_ids, self.settings()["lease-seconds"])
 
     # -- SPEC §10 names ----------------------------------------------------------------------
     # Last in the class: a method called `list` would hide the builtin from annotations below.
@@ -566,21 +552,6 @@ class Queue:
             queue=None if queue is None else _queue_name(queue),
             limit=None if not limit or limit >= INT64_MAX else limit,
         )
-
-
-def _silent_for(
-    store: Store, workers: Sequence[WorkerInfo], ids: Sequence[str]
-) -> dict[str, float]:
-    now = store.now()
-    return {w.id: now - w.last_heartbeat for w in workers if w.id in ids}
-
-
-def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
-    """The ids of the workers on this host whose process has gone."""
-    from .liveness import host_name, process_alive
-
-    here = host_name()
-    return {w.id for w in workers if w.host == here and process_alive(w.pid) is False}
 
 
 def _looked_up(value: object, what: str, missing: Callable[[str], QueueError]) -> str:

@@ -356,6 +356,7 @@ NOT_ON_THE_ENQUEUE_PATH = (
     "queuectl.web",  # the dashboard and metrics, and everything they import
     "queuectl.schedules",
     "queuectl.scheduling",
+    "queuectl.worker_rows",
     "queuectl.cron",
     "queuectl.store.schedule_ops",
     "cronsim",
