@@ -9,11 +9,12 @@ import os
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+from .errors import QueueError
 from .models import MAX_SECONDS
 
 
-class ConfigError(ValueError):
-    """An unknown key or a value that key does not accept."""
+class ConfigError(QueueError, ValueError):
+    """An unknown key or a value that key does not accept (also a ValueError, as it was)."""
 
 
 # Only ASCII whitespace around a value is forgiven: str.strip() would also drop characters
@@ -231,3 +232,23 @@ def settings(stored: Mapping[str, str], environ: Mapping[str, str] | None = None
                 f"{exc} (stored; change it with `queuectl config set {entry.key} VALUE`)"
             ) from None
     return values
+
+
+def load_dotenv_file(path: str = ".env") -> None:
+    """Load a .env file (the current folder's by default) into the environment, never
+    overriding variables already set (SPEC §1): the store target and config overrides it names
+    then apply as if exported. Nothing happens when there is no such file; python-dotenv is
+    imported only when there is one (enqueue runs in shell loops). ConfigError when it cannot
+    be read. The CLI and Queue.open() both call this: one rule for where the queue lives."""
+    if not os.path.isfile(path):
+        return
+    from dotenv import load_dotenv
+
+    try:
+        load_dotenv(path, override=False, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None

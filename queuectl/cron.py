@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .errors import QueueError
+
 # crontab(5)'s nicknames, as their five fields (cronsim takes only fields).
 ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -37,8 +39,9 @@ MAX_ZONE_LENGTH = 100
 MAX_STEPS = 100_000
 
 
-class CronError(ValueError):
-    """A cron expression or time zone that cannot be used; the message names the problem."""
+class CronError(QueueError, ValueError):
+    """A cron expression or time zone that cannot be used; the message names the problem
+    (also a ValueError, as it was)."""
 
 
 def fields(expression: str) -> str:

@@ -1,4 +1,23 @@
-"""Domain errors. The CLI turns each into a one-line message and exit status 1."""
+"""Domain errors: one hierarchy under QueueError. The CLI turns each into a one-line message
+and exit status 1; Python callers catch QueueError (or a subclass) for every mistake they can
+act on. The whole tree, every class importable from `queuectl` itself (docs/api.md):
+
+    QueueError
+    ├── JobNotFound          no job with that id
+    ├── DuplicateJob         a job with that id exists already
+    ├── DependencyError      an `after` that cannot be waited for
+    ├── InvalidTransition    the job's state does not allow it (cancel a finished job, …)
+    ├── StoreError           the store cannot be used (missing, unreachable, read-only, corrupt)
+    │   └── StoreBusy        locked by another process for longer than we wait
+    ├── ScheduleNotFound     no schedule of that name
+    ├── ScheduleExists       a schedule of that name exists already
+    ├── BulkSpecError        a bad line of a bulk enqueue (queue.py)
+    ├── SpecError            a bad job spec or name (specs.py; also a ValueError)
+    ├── ConfigError          a bad config key or value, a bad DURATION (config.py; ValueError)
+    └── CronError            a bad cron expression or time zone (cron.py; ValueError)
+
+The last three live beside the rules that raise them and are also ValueErrors, as they were
+before the hierarchy was one."""
 
 from __future__ import annotations
 

@@ -66,9 +66,15 @@ def signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
+def tree_kill_argv(pid: int) -> list[str]:
+    """The command that kills a process and every process it started on Windows, which has
+    no process groups to signal: taskkill /F (force) /T (the tree) /PID."""
+    return ["taskkill", "/F", "/T", "/PID", str(pid)]
+
+
 def _kill_tree_windows(pid: int) -> None:
     subprocess.run(
-        ["taskkill", "/F", "/T", "/PID", str(pid)],
+        tree_kill_argv(pid),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         check=False,

@@ -1,20 +1,27 @@
-"""What to do: the operations behind every CLI command, usable from Python as well.
+"""What to do: the operations behind every CLI command, and queuectl's Python API.
 
-from queuectl import Queue
-with Queue.open("jobs.db") as queue:
-    job_id = queue.enqueue({"command": "echo hello"})
+    from queuectl import Queue, QueueError
+
+    with Queue.open("jobs.db") as queue:       # or a postgresql:// URL; None: as the CLI
+        job_id = queue.enqueue({"command": "echo hello", "max_retries": 2})
+        queue.wait(job_id, timeout=60)         # once a worker (`queuectl worker start`) ran it
+        print(queue.get(job_id).state)
+
+The methods named as SPEC §10 names them (enqueue, get, list, status, cancel, retry, wait, and
+the queue and schedule operations) are the documented API (docs/api.md); every error a caller
+can act on is a QueueError (errors.py).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import config
-from .errors import DuplicateJob, QueueError
+from .errors import DuplicateJob, JobNotFound, QueueError, ScheduleNotFound
 from .models import (
     FINISHED_STATES,
+    INT64_MAX,
     MAX_QUEUE_LENGTH,
     PRUNED_BY_DEFAULT,
     CommandFate,
@@ -22,9 +29,8 @@ from .models import (
     JobSpec,
     JobState,
     Run,
-    heartbeat_interval,
 )
-from .specs import SpecError, build_spec, check_name, parse_spec_json
+from .specs import SpecError, build_spec, check_encodable, check_name, parse_spec_json, type_name
 from .store import Store, WorkerInfo, is_postgres, open_store
 
 if TYPE_CHECKING:  # imported when used: `enqueue` loads none of them
@@ -38,10 +44,35 @@ DEFAULT_PRUNE_AGE = "7d"
 
 
 class Status(NamedTuple):
+    """What `status` shows: the store in use, job counts by state, live workers, paused
+    queues."""
+
     store: str
     jobs: dict[str, int]
     workers: list[WorkerInfo]
     paused_queues: list[str]
+
+    def to_dict(self) -> dict:
+        """The document `status --json` prints (SPEC §4), times as ISO-8601 UTC."""
+        from .models import iso
+
+        workers = [
+            {
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "started_at": iso(w.started_at),
+                "last_heartbeat": iso(w.last_heartbeat),
+                "current_job": w.current_job,
+            }
+            for w in self.workers
+        ]
+        return {
+            "store": self.store,
+            "jobs": dict(self.jobs),
+            "workers": workers,
+            "paused_queues": list(self.paused_queues),
+        }
 
 
 class Canceled(NamedTuple):
@@ -68,11 +99,27 @@ class Queue:
 
     @classmethod
     def open(
-        cls, target: str | None = None, reads_only: bool = False, deadline: float | None = None
+        cls,
+        target: str | None = None,
+        reads_only: bool = False,
+        deadline: float | None = None,
+        *,
+        dotenv: bool = True,
     ) -> Queue:
-        """The queue in the store TARGET names (see open_store); with `reads_only`, for callers
-        that only look, also a store on a read-only file system; `deadline`: a time.monotonic()
-        value no PostgreSQL call waits past."""
+        """Open (creating if needed) the queue in the store TARGET names, by the CLI's rules
+        (SPEC §1, store.resolve_target): a file path, sqlite:///relative/path,
+        sqlite:////absolute/path or postgresql://…; None: $QUEUECTL_DB, else queuectl.db in
+        the per-user application folder. With `dotenv` (the default), a .env file in the
+        current folder is loaded first as the CLI loads it, never overriding variables already
+        set (config.load_dotenv_file). `reads_only`: for callers that only look, also a store
+        on a read-only file system; `deadline`: a time.monotonic() value no PostgreSQL call
+        waits past. StoreError when the store cannot be used, ConfigError for a bad .env.
+
+            with Queue.open("postgresql://queue@db.example/queuectl") as queue:
+                print(queue.status().jobs)
+        """
+        if dotenv:
+            config.load_dotenv_file()
         return cls(open_store(target, reads_only=reads_only, deadline=deadline))
 
     def close(self) -> None:
@@ -128,8 +175,13 @@ class Queue:
         return {"max-retries": int(values["max-retries"]), "job-timeout": values["job-timeout"]}
 
     def enqueue(self, spec: dict) -> str:
-        """Validate one spec (a dict as decoded from JSON) and add it; returns the job id (that
-        of the unfinished job holding its unique_key, if one does: see add)."""
+        """Validate one spec (a dict as decoded from JSON, SPEC §2 and §7 fields) and add it;
+        returns the job id (that of the unfinished job holding its unique_key, if one does:
+        see add). SpecError for a bad spec, DuplicateJob for an id in use, DependencyError
+        for an `after` that cannot be waited for; nothing is written then.
+
+            job_id = queue.enqueue({"command": "make test", "queue": "ci", "max_retries": 1})
+        """
         return self.add(spec).id
 
     def enqueue_json(self, text: str) -> str:
@@ -143,6 +195,8 @@ class Queue:
 
     def add(self, spec: dict) -> Enqueued:
         """enqueue(), saying also whether the job was there already (SPEC §7 unique jobs)."""
+        if not isinstance(spec, dict):
+            raise SpecError(f"a job spec must be a dict (a JSON object), got {type(spec).__name__}")
         return self._added([build_spec(spec, self._defaults())])[0]
 
     def add_json(self, text: str) -> Enqueued:
@@ -190,12 +244,19 @@ class Queue:
 
     def get(self, job_id: str, with_runs: bool = False) -> Job:
         """One job (JobNotFound if there is none), with its runs if asked."""
-        return self.store.get(job_id, with_runs=with_runs)
+        return self.store.get(_job_id(job_id), with_runs=with_runs)
 
     def list_jobs(
         self, state: str | None = None, queue: str | None = None, limit: int | None = None
     ) -> list[Job]:
-        """Jobs, filtered by state and queue, at most `limit` (None: all), in `list` order."""
+        """Jobs, filtered by state and queue, at most `limit` (None: all), in `list` order.
+        QueueError for a state that does not exist."""
+        if state is not None:
+            try:
+                state = JobState(state).value
+            except ValueError:
+                states = ", ".join(s.value for s in JobState)
+                raise QueueError(f"unknown state {state!r} (one of: {states})") from None
         return self.store.list_jobs(state=state, queue=queue, limit=limit)
 
     def status(self) -> Status:
@@ -213,14 +274,18 @@ class Queue:
         (name, paused, limit, jobs by state, oldest_ready_age)."""
         return self.store.queues()
 
-    def pause_queues(self, names: Sequence[str]) -> None:
-        """Pause queues: no worker on any host claims their jobs until they are resumed;
-        enqueue still works and running jobs finish. A queue need not have jobs yet."""
-        self.store.pause_queues([_queue_name(name) for name in names], True)
+    def pause_queues(self, names: str | Sequence[str]) -> None:
+        """Pause a queue or queues: no worker on any host claims their jobs until they are
+        resumed; enqueue still works and running jobs finish. A queue need not have jobs yet.
 
-    def resume_queues(self, names: Sequence[str]) -> None:
-        """Resume queues: their jobs are claimable at once (idle workers are woken)."""
-        self.store.pause_queues([_queue_name(name) for name in names], False)
+            queue.pause_queues("reports")        # or ["reports", "mail"]
+        """
+        self.store.pause_queues([_queue_name(name) for name in _names(names)], True)
+
+    def resume_queues(self, names: str | Sequence[str]) -> None:
+        """Resume a queue or queues: their jobs are claimable at once (idle workers are
+        woken)."""
+        self.store.pause_queues([_queue_name(name) for name in _names(names)], False)
 
     def limit_queue(self, name: str, limit: int) -> None:
         """At most `limit` jobs of the queue run at the same moment across every worker and
@@ -242,7 +307,7 @@ class Queue:
 
     def runs(self, job_id: str) -> list[Run]:
         """A job's runs, oldest first."""
-        return self.store.runs(job_id)
+        return self.store.runs(_job_id(job_id))
 
     def open_log(self, run: Run, chunk_size: int = 1 << 16) -> RunLog:
         """A run's full output from its log file, or the tail kept in the store when the file
@@ -269,12 +334,14 @@ class Queue:
 
     def wait(
         self,
-        job_ids: Sequence[str],
+        job_ids: str | Sequence[str],
         timeout: float | None = None,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> WaitResult:
-        """Block until every job of `job_ids` has finished or `timeout` seconds (None: no
-        limit) have passed, changing nothing (`queuectl wait`, SPEC §7): see watching.wait_for.
+        """Block until every job of `job_ids` (one id, or a list) has finished or `timeout`
+        seconds (None: no limit) have passed, changing nothing (`queuectl wait`, SPEC §7):
+        see watching.wait_for. A worker must be running for the jobs to finish. JobNotFound
+        for an unknown id. The result tells finished, failed and unfinished jobs apart:
 
             with Queue.open("jobs.db") as queue:
                 result = queue.wait(["build", "test"], timeout=600)
@@ -285,14 +352,15 @@ class Queue:
         """
         from .watching import wait_for
 
-        return wait_for(self.store, job_ids, timeout, on_progress)
+        ids = [_job_id(job_id) for job_id in _names(job_ids)]
+        return wait_for(self.store, ids, timeout, on_progress)
 
     def follow_log(self, job_id: str, chunk_size: int = 1 << 16) -> Iterator[tuple[Run, RunLog]]:
         """A job's runs, oldest first, each with its output as it is written, until the job
         has finished (`logs --follow`): see watching.follow."""
         from .watching import follow
 
-        return follow(self.store, job_id, self.open_log, chunk_size)
+        return follow(self.store, _job_id(job_id), self.open_log, chunk_size)
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -301,7 +369,7 @@ class Queue:
         worker has killed the command, so the caller sees it gone; if it is still there then
         (its worker was killed with the whole pool, say), kill it here: a canceled job has no
         worker left to do it."""
-        previous = self.store.cancel(job_id)
+        previous = self.store.cancel(_job_id(job_id))
         if previous is not JobState.PROCESSING:
             return Canceled(previous, None)
         from .process_groups import end_canceled_run
@@ -310,7 +378,7 @@ class Queue:
 
     def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
         """Dead jobs (these, or all with None) back to pending, attempts 0; the ids retried."""
-        return self.store.retry_dead(job_ids)
+        return self.store.retry_dead(None if job_ids is None else [_job_id(i) for i in job_ids])
 
     # -- schedules (SPEC §8) ---------------------------------------------------------------
 
@@ -359,7 +427,7 @@ class Queue:
 
     def get_schedule(self, name: str) -> Schedule:
         """One schedule; ScheduleNotFound if there is none of that name."""
-        return self.store.get_schedule(name)
+        return self.store.get_schedule(_schedule_name(name))
 
     def next_fire_times(self, schedule: Schedule, count: int = 5) -> list[float]:
         """The schedule's next `count` fire times after now (epoch seconds, the store's
@@ -373,16 +441,16 @@ class Queue:
 
     def pause_schedule(self, name: str) -> Schedule:
         """Stop enqueuing the schedule's fire times until it is resumed; ScheduleNotFound."""
-        return self.store.pause_schedule(name)
+        return self.store.pause_schedule(_schedule_name(name))
 
     def resume_schedule(self, name: str) -> Schedule:
         """Enqueue its fire times again from the first one after now (none of those that
         passed while it was paused); ScheduleNotFound."""
-        return self.store.resume_schedule(name)
+        return self.store.resume_schedule(_schedule_name(name))
 
     def remove_schedule(self, name: str) -> None:
         """Delete a schedule; the jobs it enqueued stay. ScheduleNotFound."""
-        self.store.remove_schedule(name)
+        self.store.remove_schedule(_schedule_name(name))
 
     # -- retention (SPEC §8) ---------------------------------------------------------------
 
@@ -419,69 +487,108 @@ class Queue:
                 raise QueueError(f"prune deletes finished jobs ({finished}), not {state} ones")
         return self.store.prune_finished(float(seconds), chosen, limit, dry_run, on_batch)
 
-    # -- workers ---------------------------------------------------------------------------
+    # -- workers (worker_rows.py) ---------------------------------------------------------
 
     def live_workers(self, lease_seconds: float) -> list[WorkerInfo]:
         """Workers whose lease is current, less those on this host whose process is gone (a
         pool killed with kill -9 leaves its rows behind until the lease runs out)."""
-        workers = self.store.live_workers(lease_seconds)
-        dead = _dead_here(workers)
-        return [worker for worker in workers if worker.id not in dead]
+        from .worker_rows import live_workers
+
+        return live_workers(self.store, lease_seconds)
 
     def request_stop(self) -> list[str]:
-        """Ask every live worker to stop; returns the ids asked. The row of a worker whose
-        process is gone is flagged too (harmless) but not returned: nobody is to wait for it."""
-        lease = self.settings()["lease-seconds"]
-        dead = _dead_here(self.store.live_workers(lease))
-        return [worker_id for worker_id in self.store.request_stop(lease) if worker_id not in dead]
+        """Ask every live worker to stop (`worker stop`); returns the ids asked."""
+        from .worker_rows import request_stop
+
+        return request_stop(self.store, self.settings()["lease-seconds"])
 
     def wait_for_workers_exit(self, worker_ids: Sequence[str], timeout: float) -> list[str]:
         """Wait until the given workers are gone; returns those still running at the timeout."""
-        lease = self.settings()["lease-seconds"]
-        deadline = time.monotonic() + timeout
-        waiting = set(worker_ids)
-        while True:
-            live = {worker.id for worker in self.live_workers(lease)}
-            waiting &= live
-            if not waiting or time.monotonic() >= deadline:
-                return sorted(waiting)
-            time.sleep(0.1)
+        from .worker_rows import wait_for_exit
+
+        return wait_for_exit(self.store, worker_ids, timeout, self.settings()["lease-seconds"])
 
     def away_workers(self) -> dict[str, float]:
         """Workers whose lease ran out but whose row is still there (not known to be dead): cut
         off, frozen, or died on another host. With how long each has been silent. A stop asked
         for now applies to them if they come back (SPEC §5)."""
-        from .models import MAX_SECONDS
+        from .worker_rows import away_workers
 
-        lease = self.settings()["lease-seconds"]
-        rows = self.store.live_workers(MAX_SECONDS)  # every registered worker, however silent
-        dead = _dead_here(rows)
-        silent = _silent_for(self.store, rows, [w.id for w in rows if w.id not in dead])
-        return {worker_id: seconds for worker_id, seconds in silent.items() if seconds > lease}
+        return away_workers(self.store, self.settings()["lease-seconds"])
 
     def unreachable(self, worker_ids: Sequence[str]) -> dict[str, float]:
         """Of these workers, those not heard from for several heartbeats (a partition, a
         frozen host), with how many seconds each has been silent. Their stop request stays
         in the store: they obey it when they reach it again."""
-        lease = self.settings()["lease-seconds"]
-        silent = _silent_for(self.store, self.live_workers(lease), worker_ids)
-        limit = 3 * heartbeat_interval(lease)
-        return {worker_id: seconds for worker_id, seconds in silent.items() if seconds > limit}
+        from .worker_rows import unreachable
+
+        return unreachable(self.store, worker_ids, self.settings()["lease-seconds"])
+
+    # -- SPEC §10 names ----------------------------------------------------------------------
+    # Last in the class: a method called `list` would hide the builtin from annotations below.
+
+    def retry(self, *job_ids: str | Sequence[str], all: bool = False) -> list[str]:
+        """`dlq retry`: dead jobs back to `pending`, attempts 0, due now; their run history is
+        kept. Give ids (`retry("a", "b")` or `retry(["a", "b"])`) or `all=True`, not both;
+        returns the ids retried. JobNotFound for an unknown id, InvalidTransition for a job
+        that is not dead (or whose unique_key another unfinished job now holds); nothing is
+        retried then.
+
+            for job in queue.list(state="dead"):
+                print(job.id, job.last_error)
+            queue.retry(all=True)
+        """
+        ids = [item for group in job_ids for item in _names(group)]
+        if all == bool(ids):
+            raise QueueError("give job ids or all=True (one of the two)")
+        return self.retry_dead(None if all else ids)
+
+    def list(
+        self, state: str | None = None, queue: str | None = None, limit: int | None = None
+    ) -> list[Job]:
+        """`queuectl list`: jobs, oldest first, filtered by state (a JobState or its name) and
+        queue, at most `limit` of them (None or 0: all, as `--limit 0`). QueueError for an
+        unknown state, a queue name no job can have, or a limit that is not a whole number
+        ≥ 0.
+
+            for job in queue.list(state="failed", queue="mail", limit=20):
+                print(job.id, job.attempts, job.last_error)
+        """
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise QueueError(f"the limit must be a whole number ≥ 0 (0 = all), got {limit!r}")
+        return self.list_jobs(
+            state=state,
+            queue=None if queue is None else _queue_name(queue),
+            limit=None if not limit or limit >= INT64_MAX else limit,
+        )
 
 
-def _silent_for(
-    store: Store, workers: Sequence[WorkerInfo], ids: Sequence[str]
-) -> dict[str, float]:
-    now = store.now()
-    return {w.id: now - w.last_heartbeat for w in workers if w.id in ids}
+def _looked_up(value: object, what: str, missing: Callable[[str], QueueError]) -> str:
+    """A job id or schedule name to look up, checked as the CLI checks its arguments, so that
+    both backends answer alike: SpecError for what is no text at all, `missing` for a name no
+    store can hold (a NUL), which therefore names nothing."""
+    if not isinstance(value, str):
+        raise SpecError(f"{what} must be a string, got {type_name(value)}")
+    check_encodable(value, what)
+    if "\x00" in value:
+        raise missing(value)
+    return value
 
 
-def _dead_here(workers: Sequence[WorkerInfo]) -> set[str]:
-    """The ids of the workers on this host whose process has gone."""
-    from .liveness import host_name, process_alive
+def _job_id(value: object) -> str:
+    return _looked_up(value, "job id", JobNotFound)
 
-    here = host_name()
-    return {w.id for w in workers if w.host == here and process_alive(w.pid) is False}
+
+def _schedule_name(value: object) -> str:
+    return _looked_up(value, "schedule name", ScheduleNotFound)
+
+
+def _names(names: str | Sequence[str]) -> list[str]:
+    """One name or several, as a list: a lone string is one name, not its characters (and
+    anything else that is no list of names is one, for the caller's check to refuse)."""
+    return list(names) if isinstance(names, Iterable) and not isinstance(names, str) else [names]
 
 
 def _queue_name(name: str) -> str:

@@ -4,6 +4,10 @@ A plain command (one program and its arguments, nothing the shell would interpre
 without the shell; anything else goes through `/bin/sh -c` (`cmd /c` on Windows). On Linux the
 process is started with os.posix_spawn (but for a job with a cwd of its own), elsewhere with
 subprocess.Popen.
+
+Which shell, and the Windows command line, are pure functions of the platform and environment
+they are given (shell_argv, windows_command_line), so that tests on Linux check the Windows
+choices too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from typing import Any
 
 IS_WINDOWS = sys.platform == "win32"
 IS_LINUX = sys.platform.startswith("linux")
@@ -46,6 +51,54 @@ def plain_argv(command: str) -> list[str] | None:
     return words
 
 
+def shell_argv(
+    command: str, platform: str = sys.platform, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The platform shell running COMMAND (SPEC §2: `sh -c` / `cmd /c`): /bin/sh -c on POSIX;
+    on Windows %ComSpec% /c, else %SystemRoot%\\System32\\cmd.exe /c, as subprocess's
+    shell=True chooses it. FileNotFoundError on Windows when neither variable says where
+    cmd.exe is. `environ` defaults to os.environ."""
+    if platform != "win32":
+        return ["/bin/sh", "-c", command]
+    import ntpath
+
+    environ = os.environ if environ is None else environ
+    # Windows variable names are case-insensitive (os.environ there upper-cases them).
+    upper = {name.upper(): value for name, value in environ.items()}
+    comspec = upper.get("COMSPEC")
+    if not comspec:
+        comspec = ntpath.join(upper.get("SYSTEMROOT", ""), "System32", "cmd.exe")
+        if not ntpath.isabs(comspec):
+            raise FileNotFoundError("shell not found: neither %ComSpec% nor %SystemRoot% is set")
+    return [comspec, "/c", command]
+
+
+def windows_command_line(argv: list[str]) -> str:
+    """The command line CreateProcess gets for shell_argv's Windows argv: the command in one
+    pair of quotes that cmd /c strips, exactly as subprocess's shell=True writes it (not
+    list2cmdline's quoting, which cmd does not understand)."""
+    comspec, switch, command = argv
+    return f'{comspec} {switch} "{command}"'
+
+
+def windows_popen_options(argv: list[str]) -> dict[str, Any]:
+    """Popen's options for a command on Windows, those subprocess's shell=True would add
+    (cmd.exe by its full path, no console window) and a process group of its own, which a
+    Ctrl-Break or `taskkill /T` reaches as a whole."""
+    import ntpath
+
+    options: dict[str, Any] = {
+        # The value of subprocess.CREATE_NEW_PROCESS_GROUP, defined on Windows only.
+        "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200),
+        "executable": argv[0] if ntpath.isabs(argv[0]) else None,
+    }
+    if hasattr(subprocess, "STARTUPINFO"):  # Windows: shell=True's hidden window
+        options["startupinfo"] = subprocess.STARTUPINFO(
+            dwFlags=subprocess.STARTF_USESHOWWINDOW, wShowWindow=subprocess.SW_HIDE
+        )
+    return options
+
+
 def spawn(
     command: str,
     extra_env: Mapping[str, str],
@@ -63,10 +116,10 @@ def spawn(
         check_folder(cwd)
     if IS_WINDOWS:
         env = _popen_env(extra_env, job_env)
-        flags = subprocess.CREATE_NEW_PROCESS_GROUP
+        argv = shell_argv(command)
         common = {"stdin": _stdin(), "stdout": log_fd, "stderr": subprocess.STDOUT}
         return subprocess.Popen(
-            command, shell=True, creationflags=flags, cwd=cwd, env=env, **common
+            windows_command_line(argv), cwd=cwd, env=env, **windows_popen_options(argv), **common
         ), False
     # No preexec_fn, which would force fork() instead of vfork() and cut the spawn rate by
     # about three. A dead worker's command is killed by the supervisor (a child subreaper) or,
@@ -84,7 +137,7 @@ def spawn(
             if folder_error(exc, cwd):
                 raise  # the shell could not start there either
             # Not found, not executable, a script without #!: the shell says how it fails.
-    return start(["/bin/sh", "-c", command], extra_env, log_fd, cwd, job_env), False
+    return start(shell_argv(command), extra_env, log_fd, cwd, job_env), False
 
 
 def check_folder(path: str) -> None:

@@ -11,6 +11,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
+from .errors import QueueError
 from .models import (
     DEFAULT_QUEUE,
     INT64_MAX,
@@ -22,8 +23,9 @@ from .models import (
 )
 
 
-class SpecError(ValueError):
-    """A job spec that cannot be accepted; the message names the problem."""
+class SpecError(QueueError, ValueError):
+    """A job spec that cannot be accepted; the message names the problem. Also a ValueError,
+    as it always was, for callers that catch that."""
 
 
 SPEC_FIELDS = (

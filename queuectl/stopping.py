@@ -56,7 +56,7 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def worker_copy_window(supervisor: int | None) -> float:
+def worker_copy_window(supervisor: int | None, platform: str = sys.platform) -> float:
     """How close together stop signals are copies of one request, for a worker relayed to by
     the supervisor of pid `supervisor` (None: a worker run on its own).
 
@@ -66,7 +66,7 @@ def worker_copy_window(supervisor: int | None) -> float:
     handles signals late, and a window here could swallow the relayed second request). On
     Windows a console Ctrl-Break reaches the workers as well as the supervisor, and a worker
     run on its own shares its terminal's (or `timeout`'s) process group: copies come there."""
-    if supervisor is not None and sys.platform != "win32":
+    if supervisor is not None and platform != "win32":
         return 0.0
     return STOP_COPY_SECONDS
 

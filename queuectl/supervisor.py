@@ -105,11 +105,7 @@ class Supervisor:
         return args
 
     def _spawn(self) -> None:
-        extra = {}
-        if sys.platform == "win32":
-            extra["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            extra["start_new_session"] = True
+        extra = worker_popen_options(sys.platform)
         proc = subprocess.Popen(self._command(), stdin=subprocess.PIPE, **extra)
         # The target goes on a pipe, not in argv or the environment (see worker.read_target).
         with contextlib.suppress(OSError):  # it died at once: _reap says so
@@ -155,7 +151,7 @@ class Supervisor:
     def _relay(self) -> None:
         """Relay every stop request to every worker once, in order; a worker started after a
         request (or while it arrived) gets it too, so a stop never misses one."""
-        relay = signal.SIGTERM if sys.platform != "win32" else signal.CTRL_BREAK_EVENT
+        relay = relay_signal(sys.platform)
         for child in self.workers.values():
             while child.relayed < self.signals_seen:
                 child.relayed += 1
@@ -193,6 +189,26 @@ class Supervisor:
                 return
             self._notices.pop(0)
             self.events.say(message if time.monotonic() >= when else early)
+
+
+def worker_popen_options(platform: str) -> dict:
+    """How a worker process is started apart from the terminal's signals: a session of its own
+    on POSIX, a process group of its own on Windows (where only Ctrl-Break can reach it).
+
+    Workers are fresh interpreters (`python -m queuectl.worker`, the target on stdin) on every
+    platform: nothing is inherited through fork, so Linux runs them as Windows must."""
+    if platform == "win32":
+        # subprocess.CREATE_NEW_PROCESS_GROUP, which exists on Windows only.
+        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+    return {"start_new_session": True}
+
+
+def relay_signal(platform: str) -> int:
+    """The signal that asks a worker to stop: SIGTERM, or on Windows CTRL_BREAK_EVENT (the one
+    console event a process group of its own receives)."""
+    if platform == "win32":
+        return getattr(signal, "CTRL_BREAK_EVENT", 1)  # its value, for tests elsewhere
+    return signal.SIGTERM
 
 
 class _ExitWatch:

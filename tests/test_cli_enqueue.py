@@ -359,6 +359,7 @@ NOT_ON_THE_ENQUEUE_PATH = (
     "prometheus_client",
     "queuectl.schedules",
     "queuectl.scheduling",
+    "queuectl.worker_rows",
     "queuectl.cron",
     "queuectl.store.schedule_ops",
     "cronsim",

@@ -11,11 +11,10 @@ module and nothing of the others. What they all share is in base.py.
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from .. import __version__
+from ..config import load_dotenv_file
 from .base import Context, QueuectlGroup
 
 # Each command of the root, as "module:attribute" (SPEC §4). Nothing is imported from here:
@@ -46,22 +45,6 @@ def print_version(ctx: click.Context) -> None:
     ctx.exit()
 
 
-def load_dotenv_if_present() -> None:
-    """A .env in the current folder, never overriding variables already set (SPEC §1).
-    python-dotenv is imported only when there is such a file: enqueue runs in shell loops."""
-    if os.path.isfile(".env"):
-        from dotenv import load_dotenv
-
-        try:
-            load_dotenv(".env", override=False, encoding="utf-8")
-        except OSError as exc:
-            raise click.ClickException(f"cannot read .env: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise click.ClickException(
-                f".env is not valid UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from None
-
-
 @click.group(
     cls=QueuectlGroup,
     lazy_commands=COMMANDS,
@@ -90,7 +73,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
       queuectl enqueue '{"id":"job1","command":"sleep 2"}'
       queuectl worker start --count 3
     """
-    load_dotenv_if_present()
+    load_dotenv_file()
     state = Context(db)
     ctx.obj = state
     ctx.call_on_close(state.close)

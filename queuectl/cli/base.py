@@ -58,8 +58,9 @@ class Context:
     def queue(self) -> Queue:
         """The queue over this command's store, opened on first use."""
         if self._queue is None:
+            # The root group loaded .env already, before any option was read.
             self._queue = Queue.open(
-                self.db, reads_only=self.reads_only, deadline=command_deadline()
+                self.db, reads_only=self.reads_only, deadline=command_deadline(), dotenv=False
             )
         return self._queue
 

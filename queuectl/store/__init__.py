@@ -8,6 +8,7 @@ the queue and worker code never know which one they talk to.
 # one, and this module is imported by every `queuectl enqueue` (see models.py).
 
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -247,9 +248,36 @@ def resolve_target(target: str | None) -> str:
 
 
 def default_path() -> str:
-    import click  # already imported by the CLI; only here for the app-dir rule
+    """The store used when no target is given: queuectl.db in default_store_dir()."""
+    return os.path.join(default_store_dir(), "queuectl.db")
 
-    return os.path.join(click.get_app_dir("queuectl"), "queuectl.db")
+
+def default_store_dir(
+    platform: str = sys.platform, environ: Mapping[str, str] | None = None
+) -> str:
+    """The per-user application folder of SPEC §1, `click.get_app_dir("queuectl")`, computed by
+    click's own rule for the platform and environment given (os.environ by default), so that
+    tests on one platform check the others': %APPDATA%\\queuectl on Windows (roaming; else
+    under the user's profile), ~/Library/Application Support/queuectl on macOS, and
+    $XDG_CONFIG_HOME/queuectl (default ~/.config/queuectl) elsewhere."""
+    environ = os.environ if environ is None else environ
+    if platform.startswith("win"):
+        import ntpath
+
+        upper = {name.upper(): value for name, value in environ.items()}
+        folder = upper.get("APPDATA")
+        if folder is None:  # what os.path.expanduser("~") gives on Windows
+            folder = upper.get("USERPROFILE") or (
+                upper.get("HOMEDRIVE", "") + upper["HOMEPATH"] if "HOMEPATH" in upper else "~"
+            )
+        return ntpath.join(folder, "queuectl")
+    import posixpath
+
+    home = environ.get("HOME") or os.path.expanduser("~")
+    if platform == "darwin":
+        return posixpath.join(home, "Library", "Application Support", "queuectl")
+    config_home = environ.get("XDG_CONFIG_HOME", posixpath.join(home, ".config"))
+    return posixpath.join(config_home, "queuectl")
 
 
 def is_postgres(target: str) -> bool:
