@@ -23,6 +23,7 @@ from .models import (
     JobState,
     Run,
     heartbeat_interval,
+    iso,
 )
 from .specs import SpecError, build_spec, check_name, parse_spec_json
 from .store import Store, WorkerInfo, open_store
@@ -42,6 +43,26 @@ class Status(NamedTuple):
     jobs: dict[str, int]
     workers: list[WorkerInfo]
     paused_queues: list[str]
+
+    def to_dict(self) -> dict:
+        """The document of `status --json` and the dashboard's /api/status (SPEC §4, §9)."""
+        workers = [
+            {
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "started_at": iso(w.started_at),
+                "last_heartbeat": iso(w.last_heartbeat),
+                "current_job": w.current_job,
+            }
+            for w in self.workers
+        ]
+        return {
+            "store": self.store,
+            "jobs": self.jobs,
+            "workers": workers,
+            "paused_queues": self.paused_queues,
+        }
 
 
 class Canceled(NamedTuple):
@@ -188,10 +209,15 @@ class Queue:
         return self.store.get(job_id, with_runs=with_runs)
 
     def list_jobs(
-        self, state: str | None = None, queue: str | None = None, limit: int | None = None
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Job]:
-        """Jobs, filtered by state and queue, at most `limit` (None: all), in `list` order."""
-        return self.store.list_jobs(state=state, queue=queue, limit=limit)
+        """Jobs, filtered by state and queue, at most `limit` (None: all), in `list` order,
+        past the first `offset` of them (a page of the dashboard)."""
+        return self.store.list_jobs(state=state, queue=queue, limit=limit, offset=offset)
 
     def status(self) -> Status:
         """The store, job counts by state and live workers (SPEC §4 `status`)."""
@@ -223,6 +249,11 @@ class Queue:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit < 2**63:
             raise QueueError(f"the limit must be a whole number ≥ 0 (0 = no limit), got {limit!r}")
         self.store.limit_queue(_queue_name(name), limit)
+
+    def runs_per_minute(self, minutes: int = 60) -> list[int]:
+        """Runs ended in each of the last `minutes` minutes, oldest first (the dashboard's
+        activity); counted from the run history, so prune lowers it."""
+        return self.store.runs_per_minute(minutes)
 
     def run_counts(self) -> list:
         """Runs ended so far by queue and outcome (store.queue_settings.RunCount): kept apart

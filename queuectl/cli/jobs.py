@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..formatting import JOB_HEADERS, clean, job_details, job_rows, table
-from ..models import INT64_MAX, STATES, CommandFate, Run, iso
+from ..models import INT64_MAX, STATES, CommandFate, Run
 from ..runlogs import RunLog
 from .base import Command, Context, pass_ctx, pass_reader
 from .options import emit_json, json_option, stored_text
@@ -27,27 +27,11 @@ def status(ctx: Context, as_json: bool) -> None:
       queuectl status --json
     """
     result = ctx.queue.status()
-    workers = [
-        {
-            "id": w.id,
-            "host": w.host,
-            "pid": w.pid,
-            "started_at": iso(w.started_at),
-            "last_heartbeat": iso(w.last_heartbeat),
-            "current_job": w.current_job,
-        }
-        for w in result.workers
-    ]
+    document = result.to_dict()
     if as_json:
-        emit_json(
-            {
-                "store": result.store,
-                "jobs": result.jobs,
-                "workers": workers,
-                "paused_queues": result.paused_queues,
-            }
-        )
+        emit_json(document)
         return
+    workers = document["workers"]
     click.echo(f"store: {clean(result.store)}")
     click.echo("jobs:")
     for state, count in result.jobs.items():

@@ -168,4 +168,8 @@ MIGRATIONS = [
         ran_at double precision NOT NULL
     );
     """,
+    # The dashboard's runs per minute over the last hour (SPEC §9): a range of this index.
+    """
+    CREATE INDEX queuectl_runs_finished ON queuectl_runs (finished_at);
+    """,
 ]

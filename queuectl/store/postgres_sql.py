@@ -160,6 +160,7 @@ SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM queuectl_runs WHERE job_seq = %(seq)s 
 LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM queuectl_jobs WHERE {{where}} ORDER BY seq {{limit}}"
 JOB_FILTERS = {"state": "state = %(state)s", "queue": "queue = %(queue)s"}
 LIMIT = "LIMIT %(limit)s"
+OFFSET = "OFFSET %(offset)s"
 
 # Jobs per state (see COUNTED_STATES), in one statement's snapshot. GROUP BY state aggregated
 # every row: 50-75 ms at a million jobs here, against 32-40 ms. Values: the total, then one

@@ -200,4 +200,9 @@ MIGRATIONS = [
         ran_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # The dashboard's runs per minute over the last hour (SPEC §9) reads runs by finish time:
+    # a range of this index, however long the run history.
+    """
+    CREATE INDEX runs_finished ON runs (finished_at);
+    """,
 ]
