@@ -106,6 +106,11 @@ class Queue:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def now(self) -> float:
+        """The store's clock, epoch seconds (PostgreSQL: the server's), by which its times
+        were stamped: ages are measured against it."""
+        return self.store.now()
+
     # -- settings --------------------------------------------------------------------------
 
     def settings(self) -> dict:

@@ -215,5 +215,6 @@ SPEC_COMMANDS = frozenset(
         "schedule resume",
         "schedule remove",
         "prune",
+        "web",
     }
 )

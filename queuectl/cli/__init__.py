@@ -34,6 +34,7 @@ COMMANDS = {
     "queue": "queuectl.cli.queues:queue_group",
     "schedule": "queuectl.cli.schedule:schedule",
     "prune": "queuectl.cli.prune:prune",
+    "web": "queuectl.cli.web:web",
 }
 
 
