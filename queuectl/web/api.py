@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from ..errors import JobNotFound, QueueError
 from ..models import STATES
+from .pages import job_id_of
 
 DEFAULT_LIMIT = 100  # as `list`: at most this many jobs unless `limit` says otherwise; 0 = all
 
@@ -61,7 +62,7 @@ async def api_jobs(request: Request) -> Response:
 
 
 async def api_job(request: Request) -> Response:
-    job_id = request.path_params["job_id"]
+    job_id = job_id_of(request)
     try:
         job = await request.app.state.queues.call(lambda q: q.get(job_id, with_runs=True))
     except JobNotFound as exc:

@@ -7,6 +7,7 @@ The forms that change things are in actions.py.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -88,8 +89,20 @@ async def jobs_page(request: Request) -> Response:
     )
 
 
+def job_id_of(request: Request) -> str:
+    """The job id of /jobs/<id> or /api/jobs/<id>, decoded once from the path as sent: an id
+    may hold `/`, `?` or `%` (sent as %2F, %3F, %25), which a second decoding would change."""
+    raw = request.scope.get("raw_path")
+    if raw:
+        path = raw.decode("latin-1")
+        prefix = path.find("/jobs/")
+        if prefix >= 0:
+            return unquote(path[prefix + len("/jobs/") :], errors="replace")
+    return request.path_params["job_id"]
+
+
 async def job_page(request: Request) -> Response:
-    job_id = request.path_params["job_id"]
+    job_id = job_id_of(request)
     try:
         job = await request.app.state.queues.call(lambda q: q.get(job_id, with_runs=True))
     except JobNotFound:
