@@ -6,6 +6,7 @@ binds the socket, says where it listens, and ends quietly on Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -52,8 +53,6 @@ def web(ctx: Context, host: str, port: int, read_only: bool, token_file: str | N
       queuectl web
       queuectl web --host 0.0.0.0 --port 8080 --token-file ~/.queuectl-token --read-only
     """
-    from ..web.security import is_loopback
-
     token = read_token(token_file)
     if token is None and not is_loopback(host):
         raise click.UsageError(
@@ -66,6 +65,17 @@ def web(ctx: Context, host: str, port: int, read_only: bool, token_file: str | N
     ctx.close()  # the dashboard opens its own connections, one per thread
     sock = listen(host, port)
     serve(sock, target, token=token, read_only=read_only, host=host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether HOST is a loopback address (or the name localhost): serving there needs no
+    token, as only this machine's users reach it."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def read_token(token_file: str | None) -> str | None:

@@ -173,17 +173,6 @@ def refuse_unauthenticated(conn: HTTPConnection):
     )
 
 
-def is_loopback(host: str) -> bool:
-    """Whether HOST is a loopback address (or the name localhost): serving there needs no
-    token, as only this machine's users reach it."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def allowed_hosts(host: str, port: int) -> frozenset[str]:
     """The Host header values the dashboard answers to when served on host:port: that
     address itself; for a loopback address also `localhost:port` (what users type); for an
