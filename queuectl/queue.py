@@ -286,6 +286,22 @@ class Queue:
             return RunLog(iter((tail,)), True, len(tail) >= TAIL_BYTES, other_host)
         return RunLog(read_chunks(handle, chunk_size), False, False, None)
 
+    def output_tail(self, run: Run, limit: int | None = None) -> str:
+        """The last `limit` bytes (default: as many as the store keeps) of a run's output,
+        as text: read from its log file when this host has it (a running run's output so
+        far), else the tail kept in the store. For the dashboard's job page."""
+        from .runlogs import TAIL_BYTES, open_run_log
+
+        limit = TAIL_BYTES if limit is None else limit
+        try:
+            with open_run_log(run.log_path or "") as handle:
+                size = handle.seek(0, 2)
+                handle.seek(max(0, size - limit))
+                data = handle.read(limit)
+        except OSError:
+            return run.output_tail
+        return data.decode("utf-8", errors="replace")
+
     def read_log(self, run: Run, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         """A run's output as open_log() finds it, without saying where it came from."""
         yield from self.open_log(run, chunk_size).chunks

@@ -103,8 +103,15 @@ def job_id_of(request: Request) -> str:
 
 async def job_page(request: Request) -> Response:
     job_id = job_id_of(request)
+
+    def read(queue: Queue) -> tuple:
+        job = queue.get(job_id, with_runs=True)
+        # The newest run first (what a reader looks for), each with its output's last part
+        # (a running one's so far, from its log file when it runs on this host).
+        return job, [(run, queue.output_tail(run)) for run in reversed(job.runs)]
+
     try:
-        job = await request.app.state.queues.call(lambda q: q.get(job_id, with_runs=True))
+        job, runs = await request.app.state.queues.call(read)
     except JobNotFound:
         return render(
             request,
@@ -121,7 +128,7 @@ async def job_page(request: Request) -> Response:
             "fields": job.to_dict(),
             "cancelable": job.state in CANCELABLE_STATES,
             "dead": job.state is JobState.DEAD,
-            "runs": list(reversed(job.runs)),  # the newest first: what a reader looks for
+            "runs": runs,
         },
     )
 
