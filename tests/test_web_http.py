@@ -5,6 +5,8 @@ the CLI's --json. The real server and a real browser: test_cli_web.py, test_web_
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from clikit import all_jobs, enqueue, make_dead
 from conftest import CLI
@@ -288,6 +290,12 @@ def test_healthz_says_whether_the_store_answers_and_nothing_else(cli: CLI, tmp_p
         answer = http.get("/healthz")
         assert answer.status_code == 503 and answer.text == "unavailable\n"
         assert http.get("/").status_code == 503
+    # A PostgreSQL server that does not answer: 503 within the probe's few seconds.
+    with client("postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=2") as http:
+        started = time.monotonic()
+        answer = http.get("/healthz")
+        assert answer.status_code == 503 and answer.text == "unavailable\n"
+        assert time.monotonic() - started < 10
 
 
 @pytest.mark.parametrize("path", ["/static/dashboard.js", "/static/dashboard.css"])

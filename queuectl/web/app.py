@@ -8,6 +8,7 @@ in front of them (security.py), and the queues they share (QueuePool).
 from __future__ import annotations
 
 import queue as stdlib_queue
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from ..errors import QueueError, StoreError
 from ..queue import Queue
 from . import api, pages
 from .security import Guard, SecurityMiddleware, allowed_hosts
@@ -44,17 +46,36 @@ class QueuePool:
             queue = self._idle.get_nowait()
         except stdlib_queue.Empty:
             queue = Queue.open(self.target)
-        healthy = False
         try:
             yield queue
-            healthy = True
-        finally:
-            # A queue whose call failed (the store went away) is not kept: the next request
-            # opens a fresh connection.
-            if healthy and self._idle.qsize() < self._keep:
-                self._idle.put(queue)
-            else:
-                queue.close()
+        except StoreError:
+            # The store went away under this queue: the next request opens a fresh one.
+            queue.close()
+            raise
+        except BaseException:
+            self._give_back(queue)  # an unknown job, a refused change: the queue is fine
+            raise
+        self._give_back(queue)
+
+    def _give_back(self, queue: Queue) -> None:
+        if self._idle.qsize() < self._keep:
+            self._idle.put(queue)
+        else:
+            queue.close()
+
+    async def probe(self, seconds: float) -> bool:
+        """Whether the store answers a query within about `seconds` (on a connection of its
+        own, so that a store gone silent holds up no pooled one)."""
+
+        def ask() -> bool:
+            try:
+                with Queue.open(self.target, deadline=time.monotonic() + seconds) as queue:
+                    queue.list_jobs(limit=1)
+            except QueueError:
+                return False
+            return True
+
+        return await run_in_threadpool(ask)
 
     async def call(self, work: Callable[[Queue], T]) -> T:
         """Run work(queue) on the thread pool with a queue of its own; its result."""
