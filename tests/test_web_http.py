@@ -124,6 +124,12 @@ def test_jobs_are_filtered_and_paged(cli: CLI) -> None:
         assert http.get("/jobs?state=nope").status_code == 400
         missing = http.get("/jobs/nope")
         assert missing.status_code == 404 and "nope" in missing.text
+        # Text no id or queue can hold (a NUL would not even reach PostgreSQL).
+        assert http.get("/jobs/a%00b").status_code == 404
+        assert http.get("/api/jobs/a%00b").status_code == 404
+        for path in ("/jobs?queue=a%00b", "/api/jobs?queue=%1b"):
+            assert http.get(path).status_code == 400, path
+        assert "error" in http.get("/api/jobs?queue=%00").json()
 
 
 def test_actions_change_the_store_and_redirect_back(cli: CLI) -> None:
@@ -159,9 +165,14 @@ def test_actions_change_the_store_and_redirect_back(cli: CLI) -> None:
         # Somewhere else than this site is never where a form sends the browser back to.
         assert post("/actions/pause-queue", queue="q2", next="//evil.example/") == "/"
         assert post("/actions/pause-queue", queue="q2", next="https://evil.example/") == "/"
-        # A refused change: a page saying why (a finished job cannot be canceled).
+        # A refused change: a page saying why (an unknown job, a finished one).
         refused = http.post("/actions/cancel", data={"csrf_token": token, "job_id": "d1x"})
-        assert refused.status_code == 409 and "d1x" in refused.text
+        assert refused.status_code == 404 and "d1x" in refused.text
+        finished = {"csrf_token": token, "job_id": HOSTILE_PENDING}  # canceled above
+        finished = http.post("/actions/cancel", data=finished)
+        assert finished.status_code == 409 and "canceled" in finished.text
+        nul = http.post("/actions/cancel", data={"csrf_token": token, "job_id": "d\x001"})
+        assert nul.status_code == 400
         assert_inert(http.get(back).text)
 
 

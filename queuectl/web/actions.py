@@ -42,6 +42,8 @@ def field(form: dict[str, Any], name: str) -> str:
     value = form.get(name)
     if not isinstance(value, str) or not value:
         raise HTTPException(400, f"the form lacks its {name}")
+    if any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in value):
+        raise HTTPException(400, f"no {name} holds a control character")
     return value
 
 

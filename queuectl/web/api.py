@@ -13,8 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import JobNotFound
-from ..models import STATES
-from .pages import job_id_of
+from .pages import filters, job_id_of, storable
 
 # /healthz answers 503 when the store has not answered within this long (PostgreSQL; an
 # SQLite read in WAL mode waits for no one): probes time out after a few seconds.
@@ -49,10 +48,7 @@ async def api_status(request: Request) -> Response:
 
 
 async def api_jobs(request: Request) -> Response:
-    state = request.query_params.get("state") or None
-    name = request.query_params.get("queue") or None
-    if state is not None and state not in STATES:
-        return error(400, f"unknown state {state!r}; one of {', '.join(STATES)}")
+    state, name = filters(request)  # an HTTPException: JSON under /api/ (pages.http_error)
     limit = whole_number(request, "limit", DEFAULT_LIMIT)
     offset = whole_number(request, "offset", 0)
     if limit is None or offset is None:
@@ -67,6 +63,8 @@ async def api_jobs(request: Request) -> Response:
 async def api_job(request: Request) -> Response:
     job_id = job_id_of(request)
     try:
+        if not storable(job_id):
+            raise JobNotFound(job_id)
         job = await request.app.state.queues.call(lambda q: q.get(job_id, with_runs=True))
     except JobNotFound as exc:
         return error(404, str(exc))

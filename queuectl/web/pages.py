@@ -64,10 +64,7 @@ def one_page(queue: Queue, state: str | None, name: str | None, page: int) -> tu
 
 
 async def jobs_page(request: Request) -> Response:
-    state = request.query_params.get("state") or None
-    name = request.query_params.get("queue") or None
-    if state is not None and state not in STATES:
-        raise HTTPException(400, f"unknown state; one of {', '.join(STATES)}")
+    state, name = filters(request)
     page = page_number(request)
 
     def read(queue: Queue) -> dict[str, Any]:
@@ -87,6 +84,24 @@ async def jobs_page(request: Request) -> Response:
             **data,
         },
     )
+
+
+def storable(text: str) -> bool:
+    """Whether text could be a stored id or name: none holds a control character (SPEC §2),
+    and a NUL would not even reach PostgreSQL."""
+    return not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in text)
+
+
+def filters(request: Request) -> tuple[str | None, str | None]:
+    """The `state` and `queue` query parameters (400 for an unknown state or a queue name no
+    queue can have)."""
+    state = request.query_params.get("state") or None
+    name = request.query_params.get("queue") or None
+    if state is not None and state not in STATES:
+        raise HTTPException(400, f"unknown state {state!r}; one of {', '.join(STATES)}")
+    if name is not None and not storable(name):
+        raise HTTPException(400, "a queue name holds no control character")
+    return state, name
 
 
 def job_id_of(request: Request) -> str:
@@ -111,6 +126,8 @@ async def job_page(request: Request) -> Response:
         return job, [(run, queue.output_tail(run)) for run in reversed(job.runs)]
 
     try:
+        if not storable(job_id):
+            raise JobNotFound(job_id)
         job, runs = await request.app.state.queues.call(read)
     except JobNotFound:
         return render(
@@ -160,10 +177,16 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def queue_error(request: Request, exc: Exception) -> Response:
-    """A store that cannot be used, or a refused change: a page saying so (503 / 409)."""
-    from ..errors import StoreError
+    """A store that cannot be used, an unknown job or schedule, a refused change: a page
+    saying so (503, 404, 409)."""
+    from ..errors import ScheduleNotFound, StoreError
 
-    status = 503 if isinstance(exc, StoreError) else 409
+    if isinstance(exc, StoreError):
+        status = 503
+    elif isinstance(exc, (JobNotFound, ScheduleNotFound)):
+        status = 404
+    else:
+        status = 409
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": str(exc)}, status_code=status)
     return error_page(request, status, str(exc))
