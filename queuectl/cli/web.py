@@ -23,10 +23,13 @@ WEB_EXTRA = ("starlette", "uvicorn", "jinja2", "multipart")
 
 
 @click.command(cls=Command)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host", metavar="HOST", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
+    metavar="PORT",
     default=8765,
     show_default=True,
     help="Port to listen on (0: any free port).",
@@ -46,7 +49,7 @@ def web(ctx: Context, host: str, port: int, read_only: bool, token_file: str | N
 
     Listening on an address other than loopback needs a token (--token-file or
     $QUEUECTL_WEB_TOKEN); with one, every request needs it (a login form, or
-    `Authorization: Bearer TOKEN`). Needs the `web` extra.
+    `Authorization: Bearer TOKEN`). Needs the `web` extra: pip install '.[web]'.
 
     \b
     Examples:
