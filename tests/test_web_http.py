@@ -317,3 +317,17 @@ def test_static_assets_are_the_packages_own(cli: CLI, path: str) -> None:
         assert_guarded(answer)
         assert "http://" not in answer.text and "https://" not in answer.text
         assert http.get("/static/../app.py").status_code == 404
+
+
+def test_the_host_values_each_address_answers_to() -> None:
+    from queuectl.web.security import allowed_hosts
+
+    assert allowed_hosts("127.0.0.1", 8765) == {"127.0.0.1:8765", "localhost:8765"}
+    assert allowed_hosts("192.0.2.5", 9000) == {"192.0.2.5:9000"}
+    assert allowed_hosts("::1", 8765) == {"[::1]:8765", "localhost:8765"}
+    assert allowed_hosts("localhost", 81) == {"localhost:81", "127.0.0.1:81", "[::1]:81"}
+    # Port 80: browsers leave it out of the Host header.
+    assert allowed_hosts("127.0.0.1", 80) >= {"127.0.0.1", "localhost", "localhost:80"}
+    everywhere = allowed_hosts("0.0.0.0", 8080)
+    assert {"localhost:8080", "127.0.0.1:8080"} <= everywhere
+    assert not any(value.startswith("evil") for value in everywhere)
