@@ -29,6 +29,7 @@ from .models import (
     JobSpec,
     JobState,
     Run,
+    iso,
 )
 from .specs import SpecError, build_spec, check_encodable, check_name, parse_spec_json, type_name
 from .store import Store, WorkerInfo, is_postgres, open_store
@@ -53,9 +54,7 @@ class Status(NamedTuple):
     paused_queues: list[str]
 
     def to_dict(self) -> dict:
-        """The document `status --json` prints (SPEC §4), times as ISO-8601 UTC."""
-        from .models import iso
-
+        """The document of `status --json` and the dashboard's /api/status (SPEC §4, §9)."""
         workers = [
             {
                 "id": w.id,
@@ -136,6 +135,11 @@ class Queue:
     def backend(self) -> str:
         """The kind of store: "sqlite" or "postgresql" (metrics' build_info label)."""
         return "postgresql" if is_postgres(self.store.target) else "sqlite"
+
+    def now(self) -> float:
+        """The store's clock, epoch seconds (PostgreSQL: the server's), by which its times
+        were stamped: ages are measured against it."""
+        return self.store.now()
 
     # -- settings --------------------------------------------------------------------------
 
@@ -247,17 +251,22 @@ class Queue:
         return self.store.get(_job_id(job_id), with_runs=with_runs)
 
     def list_jobs(
-        self, state: str | None = None, queue: str | None = None, limit: int | None = None
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Job]:
-        """Jobs, filtered by state and queue, at most `limit` (None: all), in `list` order.
-        QueueError for a state that does not exist."""
+        """Jobs, filtered by state and queue, at most `limit` (None: all), in `list` order,
+        past the first `offset` of them (a page of the dashboard). QueueError for a state that
+        does not exist."""
         if state is not None:
             try:
                 state = JobState(state).value
             except ValueError:
                 states = ", ".join(s.value for s in JobState)
                 raise QueueError(f"unknown state {state!r} (one of: {states})") from None
-        return self.store.list_jobs(state=state, queue=queue, limit=limit)
+        return self.store.list_jobs(state=state, queue=queue, limit=limit, offset=offset)
 
     def status(self) -> Status:
         """The store, job counts by state and live workers (SPEC §4 `status`)."""
@@ -294,6 +303,11 @@ class Queue:
             raise QueueError(f"the limit must be a whole number ≥ 0 (0 = no limit), got {limit!r}")
         self.store.limit_queue(_queue_name(name), limit)
 
+    def runs_per_minute(self, minutes: int = 60) -> list[int]:
+        """Runs ended in each of the last `minutes` minutes, oldest first (the dashboard's
+        activity); counted from the run history, so prune lowers it."""
+        return self.store.runs_per_minute(minutes)
+
     def run_counts(self) -> list:
         """Runs ended so far by queue and outcome (store.queue_settings.RunCount): kept apart
         from the jobs, so prune never lowers them."""
@@ -325,6 +339,22 @@ class Queue:
             # characters, which never make it shorter: under that, it is the whole output.
             return RunLog(iter((tail,)), True, len(tail) >= TAIL_BYTES, other_host)
         return RunLog(read_chunks(handle, chunk_size), False, False, None)
+
+    def output_tail(self, run: Run, limit: int | None = None) -> str:
+        """The last `limit` bytes (default: as many as the store keeps) of a run's output,
+        as text: read from its log file when this host has it (a running run's output so
+        far), else the tail kept in the store. For the dashboard's job page."""
+        from .runlogs import TAIL_BYTES, open_run_log
+
+        limit = TAIL_BYTES if limit is None else limit
+        try:
+            with open_run_log(run.log_path or "") as handle:
+                size = handle.seek(0, 2)
+                handle.seek(max(0, size - limit))
+                data = handle.read(limit)
+        except OSError:
+            return run.output_tail
+        return data.decode("utf-8", errors="replace")
 
     def read_log(self, run: Run, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         """A run's output as open_log() finds it, without saying where it came from."""

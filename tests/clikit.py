@@ -216,5 +216,6 @@ SPEC_COMMANDS = frozenset(
         "schedule remove",
         "prune",
         "metrics",
+        "web",
     }
 )

@@ -34,6 +34,7 @@ COMMANDS = {
     "schedule": "queuectl.cli.schedule:schedule",
     "prune": "queuectl.cli.prune:prune",
     "metrics": "queuectl.cli.metrics:metrics",
+    "web": "queuectl.cli.web:web",
 }
 
 

@@ -28,10 +28,10 @@ def status(ctx: Context, as_json: bool) -> None:
     """
     result = ctx.queue.status()
     document = result.to_dict()
-    workers = document["workers"]
     if as_json:
         emit_json(document)
         return
+    workers = document["workers"]
     click.echo(f"store: {clean(result.store)}")
     click.echo("jobs:")
     for state, count in result.jobs.items():

@@ -82,9 +82,14 @@ class Store(Protocol):
         """One job (with its run history if asked); JobNotFound if there is none."""
 
     def list_jobs(
-        self, state: str | None = None, queue: str | None = None, limit: int | None = None
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Job]:
-        """Jobs in insertion order, optionally filtered; `limit` None means all."""
+        """Jobs in insertion order, optionally filtered, past the first `offset` of them;
+        `limit` None means all."""
 
     def counts(self) -> dict[str, int]:
         """Number of jobs in each state, every state present."""
@@ -167,6 +172,10 @@ class Store(Protocol):
         """Closed runs' times by queue, as cumulative histogram buckets over
         store.run_stats.RUN_DURATION_BOUNDS (store.run_stats.RunDurations, by queue name). A
         queue's count is the sum of its run_counts(); both only grow (prune lowers neither)."""
+
+    def runs_per_minute(self, minutes: int = 60) -> list[int]:
+        """Runs ended in each of the last `minutes` minutes of the store's clock, oldest
+        first (the last entry: the minute up to now); by the runs kept, so prune lowers it."""
 
     def wait_for_work(self, timeout: float) -> None:
         """Block up to `timeout` seconds, returning early when the store may have new work."""

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import InvalidTransition, JobNotFound
 from ..models import (
     CANCELABLE_STATES,
+    INT64_MAX,
     STATES,
     Claim,
     Job,
@@ -175,15 +176,22 @@ class Operations:
         return list(self.get(job_id, with_runs=True).runs)
 
     def list_jobs(
-        self, state: str | None = None, queue: str | None = None, limit: int | None = None
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Job]:
-        params = {"state": state, "queue": queue, "limit": limit}
+        if offset and limit is None:
+            limit = INT64_MAX  # SQLite takes an OFFSET only after a LIMIT
+        params = {"state": state, "queue": queue, "limit": limit, "offset": offset}
         filters = [
             self.sql.JOB_FILTERS[name] for name in ("state", "queue") if params[name] is not None
         ]
         statement = self.sql.LIST_JOBS.format(
             where=" AND ".join(filters) or "true",
-            limit=self.sql.LIMIT if limit is not None else "",
+            limit=(self.sql.LIMIT if limit is not None else "")
+            + (f" {self.sql.OFFSET}" if offset else ""),
         )
         return self._transaction(
             lambda tx: [Job.from_row(row) for row in tx.execute(statement, params)],
@@ -461,6 +469,14 @@ class Operations:
         from .run_stats import run_durations
 
         return self._transaction(lambda tx: run_durations(tx, self.admin_sql), reads=True)
+
+    # The dashboard's activity (SPEC §9): store/activity.py.
+    def runs_per_minute(self, minutes: int = 60) -> list[int]:
+        from .activity import runs_per_minute
+
+        return self._transaction(
+            lambda tx: runs_per_minute(tx, self.admin_sql, minutes), reads=True
+        )
 
     # -- waiting ---------------------------------------------------------------------------
 

@@ -60,6 +60,13 @@ RUN_DURATIONS = """
 SELECT queue, le, sum(runs)::bigint, sum(seconds) FROM queuectl_run_durations GROUP BY queue, le
 """
 
+# -- activity (the dashboard, SPEC §9) -------------------------------------------------------
+# See sqlite_admin_sql.py; the server's clock.
+RUNS_PER_MINUTE = f"""
+SELECT floor(({NOW} - finished_at) / 60)::bigint, count(*) FROM queuectl_runs
+WHERE finished_at > {NOW} - %(span)s AND finished_at <= {NOW} GROUP BY 1
+"""
+
 # -- prune -----------------------------------------------------------------------------------
 # See sqlite_admin_sql.py. Runs and dependency edges go with their job (ON DELETE CASCADE).
 PRUNABLE = """

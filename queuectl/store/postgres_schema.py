@@ -284,4 +284,8 @@ MIGRATIONS = [
         WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.queue IS DISTINCT FROM NEW.queue)
         EXECUTE FUNCTION queuectl_count_moved();
     """,
+    # The dashboard's runs per minute over the last hour (SPEC §9): a range of this index.
+    """
+    CREATE INDEX queuectl_runs_finished ON queuectl_runs (finished_at);
+    """,
 ]

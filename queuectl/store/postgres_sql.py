@@ -159,6 +159,7 @@ SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM queuectl_runs WHERE job_seq = %(seq)s 
 LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM queuectl_jobs WHERE {{where}} ORDER BY seq {{limit}}"
 JOB_FILTERS = {"state": "state = %(state)s", "queue": "queue = %(queue)s"}
 LIMIT = "LIMIT %(limit)s"
+OFFSET = "OFFSET %(offset)s"
 
 # Jobs per state: the folded counts plus the changes not folded yet (postgres_schema.py).
 COUNT_BY_STATE = """

@@ -42,6 +42,14 @@ RUN_DURATIONS = """
 SELECT queue, le, sum(runs), sum(seconds) FROM run_durations GROUP BY queue, le
 """
 
+# -- activity (the dashboard, SPEC §9) -------------------------------------------------------
+# Runs that ended in the last :span seconds, by how many whole minutes ago (0: this minute),
+# through the runs_finished index.
+RUNS_PER_MINUTE = """
+SELECT CAST((:now - finished_at) / 60 AS INTEGER), count(*) FROM runs INDEXED BY runs_finished
+WHERE finished_at > :now - :span AND finished_at <= :now GROUP BY 1
+"""
+
 # -- prune -----------------------------------------------------------------------------------
 # Used by store/pruning.py. A job of :state (a finished state) last changed at or before
 # :cutoff, past seq :after (batches walk jobs_state in seq order, each from where the last one

@@ -162,6 +162,7 @@ SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE job_seq = :seq ORDER BY run
 LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {{where}} ORDER BY seq {{limit}}"
 JOB_FILTERS = {"state": "state = :state", "queue": "queue = :queue"}
 LIMIT = "LIMIT :limit"
+OFFSET = "OFFSET :offset"
 
 SELECT_STATE = "SELECT state FROM jobs WHERE id = :job"
 SELECT_COMMAND = "SELECT command FROM jobs WHERE id = :job"
