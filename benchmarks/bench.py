@@ -35,6 +35,7 @@ SIZES: dict[str, tuple[float, float]] = {
     "qs_ready": (100, 40),
     "qs_claims": (1000, 400),
     "qs_rounds": (6, 4),
+    "watch_requests": (20, 10),
 }
 
 

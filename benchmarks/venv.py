@@ -24,7 +24,7 @@ STAMP = VENV_DIR / ".queuectl-source-hash"
 # Files that decide what gets installed; README.md is needed by the build, not hashed.
 BUILD_FILES = ("pyproject.toml", "setup.py", "requirements.txt")
 # Bumping this forces a rebuild when the way we build changes.
-RECIPE = "2"
+RECIPE = "3"
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,9 @@ def _install(python: Path) -> None:
                 shutil.copy2(ROOT / name, copy / name)
         # A local folder is always rebuilt and reinstalled; its dependencies only when missing.
         # psycopg too, so that a stray PostgreSQL import on the SQLite path costs what it would
-        # cost a user who has it installed.
+        # cost a user who has it installed; the web extra for the dashboard's figure (watch).
         try:
-            _pip(python, "install", "--no-build-isolation", f"{copy}[postgres]")
+            _pip(python, "install", "--no-build-isolation", f"{copy}[postgres,web]")
         except RuntimeError as exc:
             print(f"benchmarks: psycopg not installed in the bench venv: {exc}", file=sys.stderr)
             _pip(python, "install", "--no-build-isolation", str(copy))

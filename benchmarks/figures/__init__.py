@@ -11,6 +11,7 @@ from . import (
     read_scale,
     release_dependents,
     throughput,
+    watch,
 )
 
 FIGURES = {
@@ -26,5 +27,6 @@ FIGURES = {
         memory,
         release_dependents,
         prune,
+        watch,
     )
 }
