@@ -79,7 +79,10 @@ def test_a_pool_leaves_a_paused_queue_alone_and_resume_wakes_it_at_once(cli, poo
         wait_for(lambda: len(list(cli.cwd.glob("ran-*"))) == 3, timeout=DEADLINE)
         first = min(store.runs(job.id)[0].started_at for job in held_or_free(store, "h"))
         print(f"\n{backend(cli)}: first claim {first - began:.3f} s after `queue resume` began")
-        assert first - began < 2.0
+        # The CLI's start-up counts here: several seconds on a loaded CI machine (3.05 s seen
+        # once, against 0.2-0.3 s alone). Still far below the 30 s poll; the wake-up itself is
+        # timed to the millisecond by the rounds below.
+        assert first - began < 5.0
 
         # Resumes timed to the millisecond through the API, in rounds.
         delays = [resume_round(cli, store, n) for n in range(3)]
