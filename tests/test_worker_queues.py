@@ -255,3 +255,39 @@ def test_a_limit_holds_across_four_pools_of_four_workers(cli, pools):
     assert starts == collections.Counter({f"l{n:03d}": 1 for n in range(LIMITED_JOBS)})
     free = collections.Counter((cli.cwd / "free.log").read_text().split())
     assert free == collections.Counter({f"f{n:03d}": 1 for n in range(FREE_JOBS)})
+
+
+# ---------------------------------------------------------------------------------------------
+# job counts
+
+
+def test_a_running_pool_folds_the_job_count_changes_nobody_reads(cli, pools):
+    """On PostgreSQL each change of a job's state appends a row that readers add up until it is
+    folded into the counts (postgres_schema.py). Workers fold at their maintenance, so a pool
+    that nobody watches does not let those rows grow; on SQLite there is nothing to fold. The
+    counts stay exact either way."""
+    speed_up(cli)
+    enqueue_many(cli, [{"id": f"c{n}", "command": "true", "queue": "counted"} for n in range(40)])
+    pool = pools.start(cli, "--count", "2")
+    store = open_store(cli.db)
+    try:
+        wait_for(
+            lambda: all(job.state.value == "completed" for job in store.list_jobs()),
+            timeout=DEADLINE,
+        )
+        if backend(cli) == "postgres":
+            import psycopg
+
+            def unfolded() -> int:
+                with psycopg.connect(cli.db) as conn:
+                    query = "SELECT count(*) FROM queuectl_job_count_changes"
+                    return conn.execute(query).fetchone()[0]
+
+            # No reader since the jobs were added: only the workers can have folded.
+            wait_for(lambda: unfolded() == 0, timeout=DEADLINE, interval=0.1)
+        (counted,) = [q for q in store.queues() if q.name == "counted"]
+        assert counted.jobs["completed"] == 40 and sum(counted.jobs.values()) == 40
+        assert store.counts()["completed"] == 40
+    finally:
+        store.close()
+    stop(pool)
