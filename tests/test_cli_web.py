@@ -6,6 +6,7 @@ without a token; saying how to install a missing `web` extra.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import urllib.error
 import urllib.request
@@ -41,6 +42,8 @@ def test_web_prints_its_url_serves_and_ends_quietly(cli: CLI, sig: int) -> None:
         stderr = web.stderr()
         assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr
         assert "dashboard at" in stderr
+        # The URL is a word of its own: a script taking `http://\S+` gets exactly it.
+        assert re.search(r"http://\S+", stderr).group(0) == url, stderr
 
 
 def test_a_non_loopback_address_needs_a_token(cli: CLI, tmp_path) -> None:
