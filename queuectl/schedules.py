@@ -89,6 +89,12 @@ def job_id(name: str, fire_time: float) -> str:
     return f"{name}@{moment.strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 
+class ScheduleCronError(SpecError, cron.CronError):
+    """A schedule's cron expression or time zone that cannot be used. A CronError, as
+    docs/api.md promises for a bad expression or zone, and a SpecError, as every other bad
+    field of a schedule is, so callers catching either (or QueueError) see it."""
+
+
 def build_schedule(
     name: Any,
     expression: Any,
@@ -114,7 +120,7 @@ def build_schedule(
         expression = cron.normalized(expression)
         first = cron.check(expression, zone_name, now)
     except cron.CronError as exc:
-        raise SpecError(str(exc)) from None
+        raise ScheduleCronError(str(exc)) from None
     overlap = "allow" if overlap is None else overlap
     if overlap not in OVERLAPS:
         raise SpecError(f"overlap must be one of {', '.join(OVERLAPS)}, got {overlap!r}")

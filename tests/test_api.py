@@ -173,6 +173,10 @@ def test_schedules_add_list_show_remove(db_target):
             queue.add_schedule("broken", "61 * * * *", "true")
         with pytest.raises(SpecError):
             queue.add_schedule("zoned", "@daily", "true", tz="Mars/Olympus")
+        # docs/api.md: a bad cron expression or time zone is a CronError (and a SpecError).
+        for cron_expression, zone in (("61 * * * *", "UTC"), ("bad", "UTC"), ("@daily", "Mars/X")):
+            with pytest.raises(CronError):
+                queue.add_schedule("broken", cron_expression, "true", tz=zone)
         queue.remove_schedule("nightly")
         assert [s.name for s in queue.list_schedules()] == ["hourly"]
         with pytest.raises(ScheduleNotFound):

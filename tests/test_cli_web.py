@@ -6,7 +6,9 @@ without a token; saying how to install a missing `web` extra.
 from __future__ import annotations
 
 import json
+import re
 import signal
+import sys
 import urllib.error
 import urllib.request
 
@@ -41,6 +43,8 @@ def test_web_prints_its_url_serves_and_ends_quietly(cli: CLI, sig: int) -> None:
         stderr = web.stderr()
         assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr
         assert "dashboard at" in stderr
+        # The URL is a word of its own: a script taking `http://\S+` gets exactly it.
+        assert re.search(r"http://\S+", stderr).group(0) == url, stderr
 
 
 def test_a_non_loopback_address_needs_a_token(cli: CLI, tmp_path) -> None:
@@ -63,6 +67,23 @@ def test_with_a_token_from_the_environment_every_request_needs_it(cli: CLI) -> N
         assert status == 200 and json.loads(body) == cli.json("show", "j1")
         assert fetch(url + "healthz")[0] == 200
         assert fetch(url, {"Host": "evil.example:80"})[0] == 400
+        assert web.interrupt() == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="127.0.0.2 is a loopback address on Linux")
+def test_on_every_interface_the_address_a_request_arrived_on_is_served(cli: CLI) -> None:
+    # 127.0.0.2 stands for a LAN address that is not what the host name resolves to: a user
+    # on another machine types http://<that address>:PORT/ and must not get "Invalid Host".
+    env = {"QUEUECTL_WEB_TOKEN": TOKEN}
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    with web_process(cli, "--host", "0.0.0.0", "--port", "0", env=env) as web:
+        port = web.wait_ready().rsplit(":", 1)[1].strip("/")
+        other = f"http://127.0.0.2:{port}/"
+        status, body = fetch(other + "api/status", bearer)
+        assert status == 200 and json.loads(body)["jobs"] == cli.json("status")["jobs"]
+        # Another address than the one the connection came in on, or a name, is refused.
+        assert fetch(other + "api/status", {**bearer, "Host": f"127.0.0.3:{port}"})[0] == 400
+        assert fetch(other + "api/status", {**bearer, "Host": f"evil.example:{port}"})[0] == 400
         assert web.interrupt() == 0
 
 

@@ -158,7 +158,9 @@ def serve(sock: socket.socket, target: str, *, token: str | None, read_only: boo
             await super().startup(sockets=sockets)
             if self.started:
                 mode = " (read-only)" if read_only else ""
-                click.echo(f"queuectl: dashboard{mode} at {url}; Ctrl-C to stop", err=True)
+                # The URL stands between blanks, so that a script splitting the line on white
+                # space (or matching `http://\S+`) gets exactly the URL, no trailing `;`.
+                click.echo(f"queuectl: dashboard{mode} at {url} (Ctrl-C to stop)", err=True)
 
     # Uvicorn stops on SIGINT/SIGTERM, then raises the signal again once it has: end quietly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

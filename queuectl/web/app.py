@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from ..errors import QueueError, StoreError
 from ..queue import Queue
 from . import api, pages
-from .security import Guard, SecurityMiddleware, allowed_hosts
+from .security import Guard, SecurityMiddleware, allowed_hosts, is_every_interface
 
 STATIC = Path(__file__).resolve().parent / "static"
 T = TypeVar("T")
@@ -106,7 +106,12 @@ def create_app(
     """The dashboard over the store TARGET names (the CLI's rules), served at host:port:
     with `token`, every request but /healthz, /login and /static needs it; with `read_only`,
     no form is shown and every change is refused (403)."""
-    guard = Guard(token=token, allowed_hosts=allowed_hosts(host, port), port=port)
+    guard = Guard(
+        token=token,
+        allowed_hosts=allowed_hosts(host, port),
+        port=port,
+        every_interface=is_every_interface(host),
+    )
     pool = QueuePool(target)
     routes = [
         *pages.routes,

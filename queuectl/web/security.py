@@ -57,6 +57,27 @@ class Guard:
     allowed_hosts: frozenset[str]
     port: int
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # Served on every interface (0.0.0.0, ::): an address the connection arrived on is served.
+    every_interface: bool = False
+
+    def host_allowed(self, host: str, scope: Scope) -> bool:
+        """Whether the Host header `host` names the served address. On every interface, the
+        local address this connection came in on counts too (a LAN address that is not what
+        the host name resolves to, or one added since the start): an address literal cannot
+        be DNS rebinding, which needs a name of the attacker's."""
+        value = host.lower()
+        if value in self.allowed_hosts:
+            return True
+        server = scope.get("server")
+        if not self.every_interface or not server:
+            return False
+        local = str(server[0])
+        with contextlib.suppress(ValueError):
+            mapped = ipaddress.ip_address(local.split("%", 1)[0])
+            if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
+                local = str(mapped.ipv4_mapped)  # an IPv4 client of a dual-stack `::`
+        served = host_value(local, self.port)
+        return value == served or (self.port == 80 and value == served.rsplit(":", 1)[0])
 
     @property
     def session_cookie(self) -> str:
@@ -144,7 +165,7 @@ class SecurityMiddleware:
             await send(message)
 
         host = Headers(scope=scope).get("host", "")
-        if host.lower() not in guard.allowed_hosts:
+        if not guard.host_allowed(host, scope):
             response = PlainTextResponse(
                 "Invalid Host header: this dashboard answers only to the address it serves.\n",
                 status_code=400,
@@ -192,6 +213,14 @@ def allowed_hosts(host: str, port: int) -> frozenset[str]:
     if port == 80:  # a browser leaves out the default port
         values |= {value.rsplit(":", 1)[0] for value in values}
     return frozenset(values)
+
+
+def is_every_interface(host: str) -> bool:
+    """Whether `host` is the address of every interface (0.0.0.0, ::)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 def this_machine() -> Iterable[str]:
