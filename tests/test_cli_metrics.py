@@ -29,6 +29,8 @@ FAMILIES = {
     "queuectl_workers": ("gauge", set()),
     "queuectl_workers_busy": ("gauge", set()),
     "queuectl_job_runs": ("counter", {"queue", "outcome"}),
+    # Not in SPEC §9's list: the `exited` runs whose code was not 0, for failure-rate alerts.
+    "queuectl_job_runs_exit_nonzero": ("counter", {"queue"}),
     "queuectl_job_run_duration_seconds": ("histogram", {"queue"}),
     "queuectl_build_info": ("gauge", {"version", "backend"}),
 }
@@ -144,11 +146,13 @@ def test_values_for_a_known_store_after_real_workers(cli):
     assert ages[("fast",)] == 0  # its pending job is not due for an hour
 
     runs = scrape.values("queuectl_job_runs_total", "queue", "outcome")
-    assert runs == {
-        ("fast", "completed"): 2,
-        ("fail", "failed"): 2,
+    assert runs == {  # SPEC §2's outcomes: an exit with any code is `exited`
+        ("fast", "exited"): 2,
+        ("fail", "exited"): 2,
         ("slow", "timed_out"): 1,
     }
+    nonzero = scrape.values("queuectl_job_runs_exit_nonzero_total", "queue")
+    assert nonzero == {("fast",): 0, ("fail",): 2, ("slow",): 0}
     scrape.assert_histograms_sound()
     name = "queuectl_job_run_duration_seconds"
     buckets = scrape.values(f"{name}_bucket", "queue", "le")
@@ -179,7 +183,7 @@ def test_live_and_busy_workers_of_a_running_pool(cli, pools):
     assert pool.wait_exit() == 0
     scrape = wait_for(lambda: scraped(0, 0), timeout=DEADLINE)
     assert scrape.values("queuectl_job_runs_total", "queue", "outcome") == {
-        ("default", "completed"): 1
+        ("default", "exited"): 1
     }
 
 
@@ -204,17 +208,13 @@ def test_counters_never_go_down_across_a_worker_restart_and_prune(cli, pools):
     run_batch(cli, pools, "first")
     first = Scrape(cli)
     first.assert_histograms_sound()
-    assert first.values("queuectl_job_runs_total", "queue", "outcome") == {
-        ("q", "completed"): 3,
-        ("q", "failed"): 1,
-    }
+    assert first.values("queuectl_job_runs_total", "queue", "outcome") == {("q", "exited"): 4}
+    assert first.values("queuectl_job_runs_exit_nonzero_total", "queue") == {("q",): 1}
     run_batch(cli, pools, "second")  # a new pool: new worker processes, new ids
     second = Scrape(cli)
     assert_not_lower(first.counters(), second.counters())
-    assert second.values("queuectl_job_runs_total", "queue", "outcome") == {
-        ("q", "completed"): 6,
-        ("q", "failed"): 2,
-    }
+    assert second.values("queuectl_job_runs_total", "queue", "outcome") == {("q", "exited"): 8}
+    assert second.values("queuectl_job_runs_exit_nonzero_total", "queue") == {("q",): 2}
     prune = cli("prune", "--older-than", "0", "--state", "completed", "--state", "dead")
     assert assert_ok(prune) == "pruned 8 jobs\n"
     pruned = Scrape(cli)
@@ -266,7 +266,7 @@ def test_a_queue_name_with_odd_characters_round_trips(cli):
         (ODD_QUEUE + "2",),
     }
     assert scrape.values("queuectl_job_runs_total", "queue", "outcome") == {
-        (ODD_QUEUE, "completed"): 1
+        (ODD_QUEUE, "exited"): 1
     }
     assert scrape.values("queuectl_jobs", "queue", "state")[(ODD_QUEUE, "completed")] == 1
     scrape.assert_histograms_sound()

@@ -105,13 +105,35 @@ class QueuectlCollector(Collector):
         # CounterMetricFamily takes the name without `_total` and writes its samples with it.
         runs = CounterMetricFamily(
             "queuectl_job_runs",
-            "Runs ended, by queue and outcome (completed, failed, timed_out, not_started, "
-            "killed, canceled, lost); kept across restarts and prune.",
+            "Runs ended, by queue and outcome (SPEC §2: exited, not_started, timed_out, killed, "
+            "canceled, lost); kept across restarts and prune.",
             labels=["queue", "outcome"],
         )
+        nonzero = CounterMetricFamily(
+            "queuectl_job_runs_exit_nonzero",
+            "Runs whose command exited with a non-zero code (of the `exited` runs), by queue; "
+            "kept across restarts and prune.",
+            labels=["queue"],
+        )
+        by_outcome: dict[tuple[str, str], int] = {}
+        failed: dict[str, int] = {}
         for count in data.run_counts:
-            runs.add_metric([count.queue, count.outcome], count.runs)
+            # The store tells an exit with code 0 (`completed`) from another (`failed`); both
+            # are the outcome `exited`, which is what the label says.
+            outcome = "exited" if count.outcome in ("completed", "failed") else count.outcome
+            by_outcome[count.queue, outcome] = (
+                by_outcome.get((count.queue, outcome), 0) + count.runs
+            )
+            if count.outcome == "failed":
+                failed[count.queue] = failed.get(count.queue, 0) + count.runs
+            else:
+                failed.setdefault(count.queue, 0)
+        for (queue_name, outcome), total in sorted(by_outcome.items()):
+            runs.add_metric([queue_name, outcome], total)
+        for queue_name, total in sorted(failed.items()):
+            nonzero.add_metric([queue_name], total)
         yield runs
+        yield nonzero
         durations = HistogramMetricFamily(
             "queuectl_job_run_duration_seconds",
             "Run time of ended runs by queue (command start to end); kept across restarts "
