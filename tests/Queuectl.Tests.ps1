@@ -22,6 +22,16 @@ Describe 'the manifest' {
         (Get-Module Queuectl).ExportedAliases.Count | Should -Be 0
     }
 
+    It 'loads its functions from the Public files and its helpers from the Private one' {
+        foreach ($command in (Get-Command -Module Queuectl)) {
+            Split-Path -Leaf (Split-Path -Parent $command.ScriptBlock.File) | Should -Be 'Public'
+        }
+        InModuleScope Queuectl {
+            Split-Path -Leaf (Get-Command Invoke-QueuectlCli).ScriptBlock.File | Should -Be 'QueuectlCli.ps1'
+            Split-Path -Leaf (Split-Path -Parent (Get-Command Invoke-QueuectlCli).ScriptBlock.File) | Should -Be 'Private'
+        }
+    }
+
     It 'uses approved verbs only' {
         $approved = @(Get-Verb | ForEach-Object { $_.Verb })
         foreach ($command in (Get-Command -Module Queuectl)) {

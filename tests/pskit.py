@@ -1,6 +1,10 @@
 """Reading the PowerShell files of the repository with tree-sitter (tree_sitter_powershell), for
 tests that cannot run PowerShell itself: syntax, the module's functions and manifest, its help,
 and the queuectl calls it makes. Not a test module itself.
+
+The module is a loader, Queuectl.psm1, that dot-sources the files named by its two literal lists
+($script:QueuectlPrivateFiles from Private/, then $script:QueuectlPublicFiles from Public/):
+module_scripts() reads those lists, so everything here sees exactly the files PowerShell loads.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULE_DIR = ROOT / "powershell" / "Queuectl"
 PSM1 = MODULE_DIR / "Queuectl.psm1"
 PSD1 = MODULE_DIR / "Queuectl.psd1"
-PRIVATE = MODULE_DIR / "Private" / "QueuectlCli.ps1"
+PRIVATE_DIR = MODULE_DIR / "Private"
+PUBLIC_DIR = MODULE_DIR / "Public"
+PRIVATE = PRIVATE_DIR / "QueuectlCli.ps1"  # where Invoke-QueuectlCli and the JSON reading live
 CORE_FLOW = ROOT / "tests" / "test_core_flow.ps1"
 SKIP_DIRS = {
     ".git",
@@ -118,6 +124,8 @@ class Function:
     binding: str | None
     parameters: dict[str, str] = field(default_factory=dict)  # name -> declared attributes text
     line: int = 0
+    path: Path = ROOT
+    text: str = ""  # the whole function_statement's source
 
 
 def functions(parsed: Parsed) -> dict[str, Function]:
@@ -148,6 +156,8 @@ def functions(parsed: Parsed) -> dict[str, Function]:
             binding=binding,
             parameters=parameters,
             line=statement.start_point[0] + 1,
+            path=parsed.path,
+            text=parsed.text(statement),
         )
     return found
 
@@ -192,6 +202,12 @@ class CliCall:
     json: bool
     has_argument: bool
     parameters: dict[str, str]  # every -Name of the call -> its value's text ('' for a switch)
+    path: Path = ROOT
+
+    @property
+    def where(self) -> str:
+        """'Function (Public/Jobs.ps1:12)', for failure messages."""
+        return f"{self.function} ({self.path.relative_to(MODULE_DIR).as_posix()}:{self.line})"
 
 
 def command_parameters(
@@ -213,41 +229,47 @@ def command_parameters(
 
 
 def cli_calls(parsed: Parsed) -> list[CliCall]:
-    """Every Invoke-QueuectlCli call in the file, with the function it is in."""
+    """Every Invoke-QueuectlCli call in the file, with the function it is in ('' for a call
+    outside any function, e.g. in an argument completer's script block)."""
     calls = []
-    for function in functions(parsed).values():
-        for node in walk(function.node):
-            if node.type != "command":
-                continue
-            name = next((c for c in node.children if c.type == "command_name"), None)
-            if name is None or parsed.text(name) != CLI_HELPER:
-                continue
-            params = command_parameters(parsed, node)
-            options: dict[str, str] = {}
-            option_node = params.get("-Option")
-            if option_node is not None:
-                for entry in (n for n in walk(option_node) if n.type == "hash_entry"):
-                    key = string_value(parsed, entry.children[0])
-                    equals = next(c for c in entry.children if c.type == "=")
-                    value = entry.children[entry.children.index(equals) + 1]
-                    options[key] = parsed.text(value).strip()
-            command_node = params.get("-Command")
-            calls.append(
-                CliCall(
-                    function=function.name,
-                    line=node.start_point[0] + 1,
-                    command=tuple(strings_in(parsed, command_node))
-                    if command_node is not None
-                    else (),
-                    options=options,
-                    json="-Json" in params,
-                    has_argument="-Argument" in params,
-                    parameters={
-                        k: parsed.text(v) if v is not None else "" for k, v in params.items()
-                    },
-                )
+    for node in walk(parsed.tree.root_node):
+        if node.type != "command":
+            continue
+        name = next((c for c in node.children if c.type == "command_name"), None)
+        if name is None or parsed.text(name) != CLI_HELPER:
+            continue
+        params = command_parameters(parsed, node)
+        options: dict[str, str] = {}
+        option_node = params.get("-Option")
+        if option_node is not None:
+            for entry in (n for n in walk(option_node) if n.type == "hash_entry"):
+                key = string_value(parsed, entry.children[0])
+                equals = next(c for c in entry.children if c.type == "=")
+                value = entry.children[entry.children.index(equals) + 1]
+                options[key] = parsed.text(value).strip()
+        command_node = params.get("-Command")
+        calls.append(
+            CliCall(
+                function=_enclosing_function(parsed, node),
+                line=node.start_point[0] + 1,
+                command=tuple(strings_in(parsed, command_node)) if command_node is not None else (),
+                options=options,
+                json="-Json" in params,
+                has_argument="-Argument" in params,
+                parameters={k: parsed.text(v) if v is not None else "" for k, v in params.items()},
+                path=parsed.path,
             )
+        )
     return calls
+
+
+def _enclosing_function(parsed: Parsed, node: tree_sitter.Node) -> str:
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "function_statement":
+            return parsed.text(next(c for c in parent.children if c.type == "function_name"))
+        parent = parent.parent
+    return ""
 
 
 def member_names(parsed: Parsed) -> set[str]:
@@ -258,3 +280,61 @@ def member_names(parsed: Parsed) -> set[str]:
         if node.type == "member_name":
             names.add(parsed.text(node))
     return {n for n in names if re.fullmatch(r"[a-z][a-z0-9_]*", n)}
+
+
+def script_lists(parsed: Parsed) -> dict[str, list[str | None]]:
+    """`$script:NAME = @('a', 'b')` at the top level of a file (outside functions): NAME -> the
+    strings of the list (None for an item that is not a plain string literal)."""
+    found = {}
+    for node in walk(parsed.tree.root_node):
+        if node.type != "assignment_expression" or _inside_function(node):
+            continue
+        left, value = node.children[0], node.children[-1]
+        name = re.fullmatch(r"\$script:(\w+)", parsed.text(left))
+        if name and parsed.text(value).startswith("@("):
+            found[name.group(1)] = strings_in(parsed, value)
+    return found
+
+
+def loaded_files() -> list[Path]:
+    """The files Queuectl.psm1 dot-sources, in its load order (Private/ first, then Public/)."""
+    lists = script_lists(parse(PSM1))
+    return [PRIVATE_DIR / name for name in lists["QueuectlPrivateFiles"]] + [
+        PUBLIC_DIR / name for name in lists["QueuectlPublicFiles"]
+    ]
+
+
+def module_scripts() -> list[Path]:
+    """Every file of the module's code: the loader, then what it loads, in order."""
+    return [PSM1, *loaded_files()]
+
+
+def private_scripts() -> list[Path]:
+    """The loaded files that hold private helpers (never exported)."""
+    return [path for path in loaded_files() if path.parent == PRIVATE_DIR]
+
+
+def _functions_of(paths: list[Path]) -> dict[str, Function]:
+    found: dict[str, Function] = {}
+    for path in paths:
+        for name, function in functions(parse(path)).items():
+            # A second definition would silently win in PowerShell: the later file's.
+            assert name not in found, f"{name} defined in {found[name].path} and {path}"
+            found[name] = function
+    return found
+
+
+def module_functions() -> dict[str, Function]:
+    """The module's public functions: defined anywhere in the module but Private/."""
+    private = set(private_scripts())
+    return _functions_of([p for p in module_scripts() if p not in private])
+
+
+def private_functions() -> dict[str, Function]:
+    """The private helpers, defined in Private/."""
+    return _functions_of(private_scripts())
+
+
+def module_cli_calls() -> list[CliCall]:
+    """Every Invoke-QueuectlCli call inside a function of any module file."""
+    return [call for path in module_scripts() for call in cli_calls(parse(path))]

@@ -33,11 +33,15 @@ def keys_everywhere(document) -> set[str]:
 
 
 def module_list(name: str) -> list[str]:
-    """The strings of `$script:NAME = @(...)` in Queuectl.psm1."""
-    text = pskit.PSM1.read_text(encoding="utf-8")
-    found = re.search(rf"^\$script:{name} = @\((.*)\)$", text, re.M)
-    assert found, name
-    return re.findall(r"'([^']*)'", found.group(1))
+    """The strings of `$script:NAME = @(...)`, set in exactly one of the module's files."""
+    found = [
+        lists[name]
+        for path in pskit.module_scripts()
+        if name in (lists := pskit.script_lists(pskit.parse(path)))
+    ]
+    assert len(found) == 1, (name, found)
+    assert None not in found[0], name
+    return found[0]
 
 
 def documents(cli) -> dict[tuple[str, ...], object]:
@@ -114,7 +118,7 @@ def test_the_json_the_module_reads(cli):
     # is a field of one of these documents.
     everything = set().union(*(keys_everywhere(doc) for doc in docs.values()))
     read = set()
-    for path in (pskit.PSM1, pskit.PRIVATE, pskit.CORE_FLOW):
+    for path in (*pskit.module_scripts(), pskit.CORE_FLOW):
         read |= pskit.member_names(pskit.parse(path))
     assert {"id", "name", "state", "runs", "jobs"} <= read  # the extraction finds them
     assert read <= everything, sorted(read - everything)
@@ -126,7 +130,7 @@ def test_the_state_lists_match_the_cli():
     state = next(p for p in root_group.get_command(ctx, "list").params if p.name == "state")
     choices = list(state.type.choices)
     assert module_list("QueuectlStates") == choices
-    declared = pskit.functions(pskit.parse(pskit.PSM1))["Get-QueuectlJob"].parameters["State"]
+    declared = pskit.module_functions()["Get-QueuectlJob"].parameters["State"]
     validate_set = re.search(r"\[ValidateSet\(([^)]*)\)\]", declared)
     assert validate_set, declared
     assert re.findall(r"'(\w+)'", validate_set.group(1)) == choices

@@ -1,7 +1,8 @@
 # Module manifest of Queuectl: PowerShell functions over the queuectl command line (SPEC section 10).
 # Import it by path from a checkout: Import-Module .\powershell\Queuectl\Queuectl.psd1
-# tests/test_powershell.py checks that FunctionsToExport lists exactly the functions that
-# Queuectl.psm1 defines.
+# RootModule Queuectl.psm1 dot-sources Private/*.ps1 and Public/*.ps1 from its own fixed list.
+# tests/test_powershell.py checks that FunctionsToExport lists exactly the functions those files
+# define, less the Private/ helpers.
 @{
     RootModule           = 'Queuectl.psm1'
     ModuleVersion        = '0.1.0'
