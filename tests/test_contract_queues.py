@@ -135,6 +135,28 @@ def test_run_counts_by_queue_and_outcome_count_every_way_a_run_ends(store):
     assert counts == {("a", "completed"): 1, ("b", "failed"): 1, ("b", "canceled"): 1}
 
 
+def on_threads(db_target: str, count: int, work) -> None:
+    """Run work(store, n) on `count` threads, each with a store connection of its own; fail
+    with whatever any of them raised."""
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        store = open_store(db_target)
+        try:
+            work(store, n)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
 def test_a_limit_holds_under_concurrent_claimers(db_target):
     """Eight threads, each with its own connection, claim and finish as fast as they can from
     one queue limited to 2: the running count, checked inside every claim, never passes 2."""
@@ -145,31 +167,19 @@ def test_a_limit_holds_under_concurrent_claimers(db_target):
     running: set[str] = set()
     most = [0]
     lock = threading.Lock()
-    errors: list[BaseException] = []
 
-    def work(n: int) -> None:
-        store = open_store(db_target)
-        try:
-            while (held := claim(store, f"w{n}")) is not None:
-                if held.job.queue == "lim":
-                    with lock:
-                        running.add(held.job.id)
-                        most[0] = max(most[0], len(running))
-                        assert len(running) <= 2, sorted(running)
-                    with lock:
-                        running.discard(held.job.id)
-                assert store.finish(held, OK, None).held
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-        finally:
-            store.close()
+    def work(store, n: int) -> None:
+        while (held := claim(store, f"w{n}")) is not None:
+            if held.job.queue == "lim":
+                with lock:
+                    running.add(held.job.id)
+                    most[0] = max(most[0], len(running))
+                    assert len(running) <= 2, sorted(running)
+                with lock:
+                    running.discard(held.job.id)
+            assert store.finish(held, OK, None).held
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    on_threads(db_target, 8, work)
     assert setup.counts()["completed"] == 160
     assert 1 <= most[0] <= 2
     setup.close()
@@ -228,27 +238,15 @@ def test_job_counts_stay_exact_through_every_way_a_job_comes_moves_and_goes(db_t
     setup = open_store(db_target)
     add(setup, *[f"a{i}" for i in range(60)], queue="a")
     add(setup, *[f"b{i}" for i in range(60)], queue="b", max_retries=0)
-    errors: list[BaseException] = []
 
-    def work(n: int) -> None:
-        store = open_store(db_target)
-        try:
-            request = ClaimRequest(f"w{n}", "host-a", None, 60.0)
-            held = store.claim(request)
-            while held is not None:
-                result = EXIT_3 if held.job.queue == "b" and n % 2 else OK
-                held = store.finish(held, result, None, then_claim=request).next_claim
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-        finally:
-            store.close()
+    def work(store, n: int) -> None:
+        request = ClaimRequest(f"w{n}", "host-a", None, 60.0)
+        held = store.claim(request)
+        while held is not None:
+            result = EXIT_3 if held.job.queue == "b" and n % 2 else OK
+            held = store.finish(held, result, None, then_claim=request).next_claim
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    on_threads(db_target, 8, work)
 
     def check() -> None:
         by_hand = counted_by_hand(setup)
