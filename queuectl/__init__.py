@@ -23,6 +23,7 @@ _LAZY = {
     "InvalidTransition": "errors",
     "StoreError": "errors",
     "StoreBusy": "errors",
+    "StoreReadOnly": "errors",
     "ScheduleNotFound": "errors",
     "ScheduleExists": "errors",
     "BulkSpecError": "queue",

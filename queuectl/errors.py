@@ -51,6 +51,11 @@ class StoreError(QueueError):
     """The store cannot be used: missing, unreadable, read-only, locked or corrupt."""
 
 
+class StoreReadOnly(StoreError):
+    """The store answers reads but refuses writes here: a standby server, a role that may
+    only read, a read-only file."""
+
+
 class StoreBusy(StoreError):
     """Another process held the store's write lock for longer than we wait."""
 

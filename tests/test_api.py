@@ -261,6 +261,7 @@ def test_the_hierarchy_is_one_and_exported_from_the_package():
         "InvalidTransition",
         "StoreError",
         "StoreBusy",
+        "StoreReadOnly",
         "ScheduleNotFound",
         "ScheduleExists",
         "BulkSpecError",

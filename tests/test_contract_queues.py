@@ -11,6 +11,7 @@ import threading
 import pytest
 from storekit import EXIT_3, OK, add, claim, claim_all, make_dead
 
+from queuectl.errors import StoreReadOnly
 from queuectl.models import STATES, JobState
 from queuectl.store import ClaimRequest, open_store
 
@@ -275,3 +276,27 @@ def test_job_counts_stay_exact_through_every_way_a_job_comes_moves_and_goes(db_t
     setup.fold_job_counts()
     check()
     setup.close()
+
+
+def test_counts_are_read_where_the_store_may_only_be_read(pg_url):
+    """A standby server, or a monitoring role that may only read: the fold of the job count
+    changes is a write, refused there; the queue list and status add the changes up unfolded
+    instead of failing (PostgreSQL: every transaction of this connection is read-only)."""
+    writer = open_store(pg_url)
+    add(writer, "r1", "r2", queue="r")
+    assert writer.finish(claim(writer), OK, None).held
+    writer.close()
+    read_only = "-cdefault_transaction_read_only%3Don"
+    if "options=" in pg_url:  # the test's own schema is chosen through options too
+        reader_url = pg_url.replace("options=", f"options={read_only}%20", 1)
+    else:
+        reader_url = pg_url + ("&" if "?" in pg_url else "?") + f"options={read_only}"
+    reader = open_store(reader_url)
+    try:
+        with pytest.raises(StoreReadOnly):
+            add(reader, "refused")
+        (listed,) = reader.queues()
+        assert listed.jobs == {**dict.fromkeys(STATES, 0), "pending": 1, "completed": 1}
+        assert reader.counts()["completed"] == 1
+    finally:
+        reader.close()

@@ -22,11 +22,12 @@ where a COMMIT's answer can be lost, so the statements only they use are Postgre
 
 # No `from __future__ import annotations` (see store/__init__.py): imported by `enqueue`.
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import InvalidTransition, JobNotFound
+from ..errors import InvalidTransition, JobNotFound, StoreReadOnly
 from ..models import (
     CANCELABLE_STATES,
     INT64_MAX,
@@ -450,7 +451,9 @@ class Operations:
         from .queue_settings import fold_job_counts
 
         if self.admin_sql.FOLD_JOB_COUNTS is not None:
-            self._transaction(lambda tx: fold_job_counts(tx, self.admin_sql), single=True)
+            # A standby, a role that may only read: the readers add the changes up unfolded.
+            with contextlib.suppress(StoreReadOnly):
+                self._transaction(lambda tx: fold_job_counts(tx, self.admin_sql), single=True)
 
     def paused_queues(self) -> list[str]:
         """The paused queues' names, sorted."""

@@ -42,7 +42,7 @@ try:
 except ImportError:  # the `postgres` extra is not installed
     psycopg = None
 
-from ..errors import StoreBusy, StoreError
+from ..errors import StoreBusy, StoreError, StoreReadOnly
 from . import postgres_schema as schema
 from . import postgres_sql as sql
 from .operations import RETRY
@@ -319,9 +319,9 @@ class PostgresStoreBase:
         if isinstance(exc, pg_errors.QueryCanceled):  # the server's statement_timeout, or admin
             return StoreBusy(f"{where}: a statement was canceled ({text}); is the server busy?")
         if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
-            return StoreError(f"{where} is read-only (a standby server?): {text}")
+            return StoreReadOnly(f"{where} is read-only (a standby server?): {text}")
         if isinstance(exc, pg_errors.InsufficientPrivilege):
-            return StoreError(f"{where}: permission denied: {text}")
+            return StoreReadOnly(f"{where}: permission denied: {text}")
         if isinstance(exc, (pg_errors.UndefinedTable, pg_errors.UndefinedColumn)):
             return StoreError(f"{where} is not a queuectl store or its tables were changed: {text}")
         if isinstance(exc, pg_errors.DiskFull):
