@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from conftest import wait_for
 from storekit import EXIT_3, OK, add, claim, claim_all, make_dead
 
 from queuectl.errors import StoreReadOnly
@@ -300,3 +301,47 @@ def test_counts_are_read_where_the_store_may_only_be_read(pg_url):
         assert reader.counts()["completed"] == 1
     finally:
         reader.close()
+
+
+def test_an_upgrade_counts_the_jobs_an_older_worker_changes_meanwhile(pg_url, monkeypatch):
+    """A store from before the job counts, upgraded while an older worker (here a session of
+    its own) holds a job's change uncommitted: the migration waits for it, then counts, so the
+    kept counts are exact from the start (they are never recounted)."""
+    import psycopg
+
+    from queuectl.store import postgres_schema
+
+    counts = next(
+        i for i, m in enumerate(postgres_schema.MIGRATIONS) if "queuectl_job_counts (" in m
+    )
+    older = postgres_schema.MIGRATIONS[: counts - 1]  # before the histogram's, which locks too
+    monkeypatch.setattr(postgres_schema, "MIGRATIONS", older)
+    old = open_store(pg_url)
+    add(old, "j0", "j1", "j2", queue="u")
+    old.close()
+    monkeypatch.undo()
+
+    with psycopg.connect(pg_url) as worker:
+        worker.execute("UPDATE queuectl_jobs SET state = 'completed' WHERE id = 'j0'")
+        upgraded: list = []
+        upgrade = threading.Thread(target=lambda: upgraded.append(open_store(pg_url)))
+        upgrade.start()
+
+        def waits_for_a_lock() -> bool:
+            with psycopg.connect(pg_url, autocommit=True) as probe:
+                query = (
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                return probe.execute(query).fetchone()[0] > 0
+
+        wait_for(waits_for_a_lock)
+        worker.commit()  # the older worker's change lands while the upgrade waits
+    upgrade.join(timeout=30)
+    (store,) = upgraded
+    try:
+        (listed,) = store.queues()
+        assert listed.jobs == {**dict.fromkeys(STATES, 0), "pending": 2, "completed": 1}
+        assert store.counts()["completed"] == 1
+    finally:
+        store.close()

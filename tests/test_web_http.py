@@ -246,9 +246,16 @@ def test_with_a_token_every_request_needs_it(cli: CLI) -> None:
         assert TOKEN not in cookie
         assert http.get("/").status_code == 200
         assert http.get("/api/status").json() == cli.json("status")
+        login_cookies = dict(http.cookies)
+        assert any(name.startswith("queuectl_auth_") for name in login_cookies), login_cookies
         token = csrf_of(http)
         assert http.post("/logout", data={"csrf_token": token}).status_code == 303
         assert http.get("/api/status").status_code == 401
+    # The same cookie is void for a server started again (another port of the host may have
+    # seen it: browsers share cookies across ports).
+    with client(cli.db, token=TOKEN) as restarted:
+        restarted.cookies.update(login_cookies)
+        assert restarted.get("/api/status").status_code == 401
 
 
 def test_read_only_shows_no_form_and_refuses_every_change(cli: CLI) -> None:
@@ -365,3 +372,27 @@ def test_metrics_over_http_are_the_commands_exposition_and_follow_the_token_rule
         assert http.get("/metrics").status_code == 401
         bearer = http.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
         assert bearer.status_code == 200 and "queuectl_build_info" in bearer.text
+
+
+def test_a_store_file_deleted_under_the_dashboard_is_unavailable_not_made_afresh(sqlite_cli):
+    """Opening an SQLite store creates a missing file; the dashboard must not: /healthz says
+    503 and the pages say the store is unavailable, and no empty store appears in its place."""
+    from pathlib import Path
+
+    enqueue(sqlite_cli, id="kept", command="true")
+    store_file = Path(sqlite_cli.db)
+    with client(sqlite_cli.db) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/api/jobs/kept").status_code == 200
+        for leftover in store_file.parent.glob(store_file.name + "*"):
+            leftover.unlink()
+        assert http.get("/healthz").status_code == 503
+        assert http.get("/api/status").status_code == 503
+    assert not store_file.exists()
+
+
+def test_output_keeps_tabs_and_line_breaks_and_shows_other_controls_as_escapes():
+    from queuectl.web.templating import output_text
+
+    text = "a\tb C:\\temp\n\x1b[31mred\r"
+    assert output_text(text) == "a\tb C:\\temp\n\\x1b[31mred\\r"  # C:\temp keeps its backslash

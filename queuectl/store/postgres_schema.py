@@ -171,9 +171,11 @@ MIGRATIONS = [
     # SPEC §9: the run-time histogram; see sqlite_schema.py's migration 6. The function that
     # counts a closing run now adds it to its bucket too (same trigger, same statement),
     # sharded as run_counts is. Closing runs wait while this migrates (the lock), so that no
-    # run is counted by the old function after the backfill has read the runs.
+    # run is counted by the old function after the backfill has read the runs. The jobs are
+    # locked first, as a claim or a finish takes them (jobs, then runs): the next migration
+    # counts them, and an older worker still running must find no lock order to deadlock on.
     """
-    LOCK TABLE queuectl_runs IN SHARE ROW EXCLUSIVE MODE;
+    LOCK TABLE queuectl_jobs, queuectl_runs IN SHARE ROW EXCLUSIVE MODE;
     CREATE TABLE queuectl_run_durations (
         queue   text             NOT NULL,
         le      double precision NOT NULL,
@@ -237,8 +239,10 @@ MIGRATIONS = [
     # rows would have concurrent workers wait on each other and, taken in opposite orders,
     # deadlock. Folding the changes into queuectl_job_counts (queue_settings.fold_job_counts:
     # readers, and workers every few seconds) keeps the rows to add up few. Inserts and deletes
-    # are counted once per statement (a bulk add, a prune batch), moves once per row.
+    # are counted once per statement (a bulk add, a prune batch), moves once per row. Jobs stay
+    # locked from the count until the triggers exist (older workers may still be running).
     """
+    LOCK TABLE queuectl_jobs IN SHARE ROW EXCLUSIVE MODE;
     CREATE TABLE queuectl_job_counts (
         queue text   NOT NULL,
         state text   NOT NULL,

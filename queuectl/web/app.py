@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..errors import QueueError, StoreError
 from ..queue import Queue
+from ..store import is_postgres, resolve_target, sqlite_path
 from . import api, pages
 from .security import Guard, SecurityMiddleware, allowed_hosts, is_every_interface
 
@@ -35,9 +36,26 @@ class QueuePool:
     A request borrows one (opened on demand) and gives it back; at most `keep` stay open."""
 
     def __init__(self, target: str | None, keep: int = 4) -> None:
-        self.target = target
+        self.target = resolve_target(target)  # once: the store the dashboard started on
+        # An SQLite file that disappears is a store that is gone, not one to create afresh
+        # (opening creates a missing file): /healthz says 503 and pages say so.
+        self._file = None if is_postgres(self.target) else Path(sqlite_path(self.target))
+        self._opened = False  # until the first open, which makes a missing store as any command
         self._idle: stdlib_queue.LifoQueue[Queue] = stdlib_queue.LifoQueue()
         self._keep = keep
+
+    def open(self, deadline: float | None = None) -> Queue:
+        """A new queue over the dashboard's store; StoreError if its file is gone. The
+        environment (.env included) was read once, when `web` started."""
+        self._check_file()
+        queue = Queue.open(self.target, deadline=deadline, dotenv=False)
+        self._opened = True
+        return queue
+
+    def _check_file(self) -> None:
+        # A pooled connection would go on reading a deleted file's old pages: look first.
+        if self._opened and self._file is not None and not self._file.exists():
+            raise StoreError(f"store {self._file} is gone: moved or deleted since `web` started")
 
     @contextmanager
     def borrow(self) -> Iterator[Queue]:
@@ -45,8 +63,9 @@ class QueuePool:
         try:
             queue = self._idle.get_nowait()
         except stdlib_queue.Empty:
-            queue = Queue.open(self.target)
+            queue = self.open()
         try:
+            self._check_file()
             yield queue
         except StoreError:
             # The store went away under this queue: the next request opens a fresh one.
@@ -69,7 +88,7 @@ class QueuePool:
 
         def ask() -> bool:
             try:
-                with Queue.open(self.target, deadline=time.monotonic() + seconds) as queue:
+                with self.open(deadline=time.monotonic() + seconds) as queue:
                     queue.list_jobs(limit=1)
             except QueueError:
                 return False

@@ -3,8 +3,8 @@
 - the Host header must name the served address (DNS rebinding: a page of another site whose
   name resolves to 127.0.0.1 must not read or drive the dashboard);
 - with a token, every request needs it: `Authorization: Bearer <token>`, or the login cookie
-  set by /login (an HMAC of the token, never the token itself); /healthz, /login and /static
-  excepted;
+  set by /login (an HMAC of the token under a secret drawn at start, never the token, and
+  void once the server restarts); /healthz, /login and /static excepted;
 - every response carries a strict Content-Security-Policy (no inline script, nothing from
   another site) and nosniff / no-referrer headers;
 - every browser gets a session cookie, and each form a CSRF token derived from it with the
@@ -89,9 +89,12 @@ class Guard:
         return f"queuectl_auth_{self.port}"
 
     def login_value(self) -> str:
-        """The login cookie's value: proves the token was given, without being it."""
+        """The login cookie's value: proves the token was given, without being it. Keyed by
+        the secret drawn at start as well: a browser sends cookies to every port of a host,
+        so another service there may see it, and it must not outlive this server."""
         assert self.token is not None
-        return hmac.new(self.token.encode(), LOGIN_MESSAGE, hashlib.sha256).hexdigest()
+        message = LOGIN_MESSAGE + b"\0" + self.token.encode()
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
 
     def token_matches(self, given: str) -> bool:
         """Whether `given` is the token, compared in constant time."""

@@ -25,7 +25,10 @@ def output_text(value: object) -> str:
     character (a terminal escape, a carriage return) shown as an escape."""
     if value is None:
         return ""
-    return "\n".join(clean(line).replace("\\t", "\t") for line in str(value).split("\n"))
+    # Tab by tab: a literal backslash and `t` in the output (C:\temp) stays as it is.
+    return "\n".join(
+        "\t".join(clean(part) for part in line.split("\t")) for line in str(value).split("\n")
+    )
 
 
 def age(seconds: float | None) -> str:
