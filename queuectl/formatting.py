@@ -11,6 +11,14 @@ from collections.abc import Iterable, Sequence
 from .models import Job, Run, iso
 
 
+def json_document(data: object) -> str:
+    """The text of every --json output (and the dashboard's /api): one indented JSON
+    document, non-ASCII text as it is."""
+    import json
+
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
 def clean(value: object, limit: int | None = None) -> str:
     """One printable line: control characters shown as escapes, optionally shortened."""
     if value is None:

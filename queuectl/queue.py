@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # imported when used: `enqueue` loads none of them
     from .watching import WaitResult
 
 
+# `list` (and the dashboard's /api/jobs) without a limit shows this many jobs; 0 = all.
+DEFAULT_LIST_LIMIT = 100
 # `queuectl prune` without --older-than (SPEC §8).
 DEFAULT_PRUNE_AGE = "7d"
 

@@ -9,11 +9,10 @@ import click
 
 from ..formatting import JOB_HEADERS, clean, job_details, job_rows, table
 from ..models import INT64_MAX, STATES, CommandFate, Run
+from ..queue import DEFAULT_LIST_LIMIT
 from ..runlogs import RunLog
 from .base import Command, Context, pass_ctx, pass_reader
 from .options import emit_json, json_option, stored_text
-
-DEFAULT_LIST_LIMIT = 100
 
 
 @click.command(cls=Command)

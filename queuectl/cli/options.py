@@ -28,6 +28,6 @@ def json_option(func: Callable) -> Callable:
 
 def emit_json(data: object) -> None:
     """Print data as one indented JSON document, non-ASCII text as it is."""
-    import json
+    from ..formatting import json_document
 
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(json_document(data))

@@ -6,26 +6,25 @@ else; /metrics is the Prometheus exposition of `queuectl metrics` (metrics.py).
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import JobNotFound
-from .pages import filters, job_id_of, storable
+from ..formatting import json_document
+from ..queue import DEFAULT_LIST_LIMIT
+from .pages import filters, job_id_of
 
 # /healthz answers 503 when the store has not answered within this long (PostgreSQL; an
 # SQLite read in WAL mode waits for no one): probes time out after a few seconds.
 HEALTH_SECONDS = 5.0
-DEFAULT_LIMIT = 100  # as `list`: at most this many jobs unless `limit` says otherwise; 0 = all
 
 
 class DocumentResponse(JSONResponse):
     """JSON as the CLI's --json prints it: non-ASCII text as it is."""
 
     def render(self, content: object) -> bytes:
-        return json.dumps(content, ensure_ascii=False, indent=2).encode()
+        return json_document(content).encode()
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -49,7 +48,7 @@ async def api_status(request: Request) -> Response:
 
 async def api_jobs(request: Request) -> Response:
     state, name = filters(request)  # an HTTPException: JSON under /api/ (pages.http_error)
-    limit = whole_number(request, "limit", DEFAULT_LIMIT)
+    limit = whole_number(request, "limit", DEFAULT_LIST_LIMIT)
     offset = whole_number(request, "offset", 0)
     if limit is None or offset is None:
         return error(400, "limit and offset must be whole numbers ≥ 0 (limit 0 = all)")
@@ -63,8 +62,6 @@ async def api_jobs(request: Request) -> Response:
 async def api_job(request: Request) -> Response:
     job_id = job_id_of(request)
     try:
-        if not storable(job_id):
-            raise JobNotFound(job_id)
         job = await request.app.state.queues.call(lambda q: q.get(job_id, with_runs=True))
     except JobNotFound as exc:
         return error(404, str(exc))

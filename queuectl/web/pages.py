@@ -125,9 +125,7 @@ async def job_page(request: Request) -> Response:
         # (a running one's so far, from its log file when it runs on this host).
         return job, [(run, queue.output_tail(run)) for run in reversed(job.runs)]
 
-    try:
-        if not storable(job_id):
-            raise JobNotFound(job_id)
+    try:  # an id no job can have (a control character, a NUL) is unknown: Queue.get says so
         job, runs = await request.app.state.queues.call(read)
     except JobNotFound:
         return render(
